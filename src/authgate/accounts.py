@@ -1,0 +1,93 @@
+"""Accounts: registration, lookup and password login, whatever door a request came through."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from authgate import audit, passwords
+from authgate.errors import InvalidCredentials, InvalidInput, NotFound, UsernameTaken
+from authgate.extensions import db
+from authgate.models import User
+
+MAX_USERNAME_LENGTH = 64
+
+
+def username_key(username: str) -> str:
+    """The comparison form of a username: NFKC, then casefolded (``Miguel`` == ``miguel``)."""
+    return unicodedata.normalize("NFKC", username).casefold()
+
+
+def check_username(username: object) -> str:
+    """Validate a new username and return it NFKC-normalised; raise InvalidInput saying why."""
+    if not isinstance(username, str):
+        raise InvalidInput("username must be a string")
+    name = unicodedata.normalize("NFKC", username)
+    if not 1 <= len(name) <= MAX_USERNAME_LENGTH:
+        raise InvalidInput(f"username must be 1 to {MAX_USERNAME_LENGTH} characters long")
+    for char in name:
+        category = unicodedata.category(char)
+        if char.isspace() or category.startswith(("C", "Z")):
+            raise InvalidInput("username must not contain whitespace or control characters")
+    return name
+
+
+def register(username: object, password: object) -> User:
+    """Create an account. Raises InvalidInput, PasswordRejected or UsernameTaken.
+
+    Uniqueness is enforced by the database, so concurrent registrations of one name
+    yield exactly one account.
+    """
+    name = check_username(username)
+    secret = passwords.check_new_password(password, name)
+    key = username_key(name)
+    if find_by_username(name) is not None:
+        raise UsernameTaken(f"username {name!r} is already taken")
+    user = User(username=name, username_key=key, password_hash=passwords.hash_password(secret))
+    db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError as exc:
+        db.session.rollback()
+        raise UsernameTaken(f"username {name!r} is already taken") from exc
+    audit.record("user.created", user_id=user.id)
+    return user
+
+
+def get(user_id: int) -> User:
+    """The user with ``user_id``; raises NotFound."""
+    user = db.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"no user with id {user_id}")
+    return user
+
+
+def find_by_username(username: str) -> User | None:
+    """The user whose normalised name equals that of ``username``, or None."""
+    if not isinstance(username, str) or len(username) > 4 * MAX_USERNAME_LENGTH:
+        return None
+    return db.session.scalar(select(User).where(User.username_key == username_key(username)))
+
+
+def authenticate(username: str, password: str) -> User:
+    """Check a username and password; return the user or raise InvalidCredentials.
+
+    Takes the same time whether or not the user exists (a dummy hash is verified for
+    unknown names), upgrades an outdated hash after success, and records the outcome
+    in the audit log (ASVS 6.3.8, 16.3.1).
+    """
+    user = find_by_username(username) if username else None
+    if not passwords.matches(user.password_hash if user else None, password):
+        reason = "unknown_user" if user is None else "wrong_password"
+        audit.record("login.failed", user_id=user.id if user else None, reason=reason)
+        raise InvalidCredentials("Unauthorized Access")
+    assert user is not None
+    new_hash = passwords.upgraded_hash(user.password_hash, password)
+    if new_hash is not None:
+        user.password_hash = new_hash
+        db.session.commit()
+        audit.record("password.rehashed", user_id=user.id)
+    audit.record("login.succeeded", user_id=user.id)
+    return user

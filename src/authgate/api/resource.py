@@ -1,0 +1,15 @@
+"""``/api/resource``: the protected example resource of the original design."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+
+from authgate.api import bp
+from authgate.auth import current_user, multi_auth
+
+
+@bp.get("/resource")
+@multi_auth.login_required
+def get_resource() -> Response:
+    """Greet the authenticated user."""
+    return jsonify({"data": f"Hello, {current_user().username}!"})

@@ -1,0 +1,26 @@
+"""``/api/users``: register and look up accounts."""
+
+from __future__ import annotations
+
+from flask import Response, jsonify
+
+from authgate import accounts
+from authgate.api import bp, json_body
+from authgate.app_state import settings
+
+
+@bp.post("/users")
+def new_user() -> Response:
+    """Register a user: ``201`` with ``{"id", "username"}`` and a ``Location`` header."""
+    body = json_body("username", "password")
+    user = accounts.register(body["username"], body["password"])
+    response = jsonify(user.to_dict())
+    response.status_code = 201
+    response.headers["Location"] = f"{settings().issuer}/api/users/{user.id}"
+    return response
+
+
+@bp.get("/users/<int:user_id>")
+def get_user(user_id: int) -> Response:
+    """Public profile of a user; ``404`` if unknown."""
+    return jsonify(accounts.get(user_id).to_dict())

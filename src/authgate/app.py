@@ -1,0 +1,88 @@
+"""The application factory."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import Flask, Response, g, request
+from sqlalchemy import event
+
+from authgate import errors
+from authgate.app_state import AppState
+from authgate.config import Settings
+from authgate.extensions import db
+from authgate.passwords import Hasher, PasswordPolicy
+
+REQUEST_ID_HEADER = "X-Request-ID"
+
+
+def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
+    """Build an AuthGate app from ``settings`` (default: the environment) plus overrides."""
+    if settings is None:
+        settings = Settings.from_env(**overrides)
+    elif overrides:
+        raise TypeError("pass either settings or overrides, not both")
+    app = Flask(__name__, instance_path=str(settings.instance_path.resolve()))
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        MAX_CONTENT_LENGTH=settings.max_body_bytes,
+        SQLALCHEMY_DATABASE_URI=settings.database_url,
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        JSON_SORT_KEYS=False,
+    )
+    app.extensions["authgate"] = AppState(
+        settings=settings,
+        hasher=Hasher(settings.password_hash_profile),
+        password_policy=PasswordPolicy(
+            min_length=settings.password_min_length, max_length=settings.password_max_length
+        ),
+    )
+    db.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    errors.register(app)
+    _register_blueprints(app)
+    app.before_request(_assign_request_id)
+    app.after_request(_security_headers)
+    return app
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "pool_timeout": 5}
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    """WAL and a busy timeout let several gunicorn workers share one SQLite file."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _register_blueprints(app: Flask) -> None:
+    from authgate import api, wellknown
+
+    app.register_blueprint(api.bp)
+    app.register_blueprint(wellknown.bp)
+
+
+def _assign_request_id() -> None:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    valid = 0 < len(incoming) <= 64 and incoming.replace("-", "").isalnum()
+    g.request_id = incoming if valid else secrets.token_hex(8)
+
+
+def _security_headers(response: Response) -> Response:
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if "request_id" in g:
+        response.headers[REQUEST_ID_HEADER] = g.request_id
+    return response
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,31 @@
+"""Per-app state kept in ``app.extensions["authgate"]`` (no module-level globals)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import current_app
+
+from authgate.config import Settings
+from authgate.keys import KeyCache
+from authgate.passwords import Hasher, PasswordPolicy
+
+
+@dataclass
+class AppState:
+    """Everything one AuthGate app holds besides its Flask extensions."""
+
+    settings: Settings
+    hasher: Hasher
+    password_policy: PasswordPolicy
+    keys: KeyCache = field(default_factory=KeyCache)
+
+
+def state() -> AppState:
+    """The state of the current app."""
+    return current_app.extensions["authgate"]
+
+
+def settings() -> Settings:
+    """The settings of the current app."""
+    return state().settings

@@ -1,0 +1,81 @@
+"""The ``authgate`` command: serve, db, import-users."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+import click
+from flask import Flask
+
+from authgate import database, importer, keys
+from authgate.app import create_app
+from authgate.config import ConfigError, Settings
+from authgate.extensions import db
+
+
+def _app(**defaults: Any) -> Flask:
+    try:
+        return create_app(Settings.from_env(defaults=defaults))
+    except ConfigError as exc:
+        logging.getLogger("authgate").critical("refusing to start: %s", exc)
+        click.echo(f"authgate: refusing to start: {exc}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+def main() -> None:
+    """AuthGate: authentication service for REST APIs."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, type=int, show_default=True)
+@click.option("--workers", default=2, type=int, show_default=True)
+@click.option("--threads", default=1, type=int, show_default=True)
+def serve(host: str, port: int, workers: int, threads: int) -> None:
+    """Migrate the database, then serve AuthGate with gunicorn."""
+    from authgate.server import run
+
+    app = _app(issuer=f"http://{host}:{port}")
+    with app.app_context():
+        database.upgrade()
+        keys.ensure_active_key()
+        db.engine.dispose()  # no pooled connection may cross the fork into workers
+    run(app, host=host, port=port, workers=workers, threads=threads)
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema commands."""
+
+
+@db_group.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    with _app().app_context():
+        database.upgrade()
+        click.echo(f"database at revision {database.current_revision()}")
+
+
+@db_group.command("current")
+def db_current() -> None:
+    """Print the database's current revision."""
+    with _app().app_context():
+        click.echo(database.current_revision() or "none")
+
+
+@main.command("import-users")
+@click.argument("source_url")
+@click.option("--table", default="users", show_default=True)
+@click.option("--dry-run", is_flag=True, help="Report what would be imported; write nothing.")
+def import_users(source_url: str, table: str, dry_run: bool) -> None:
+    """Import users (keeping ids and password hashes) from a REST-auth style database."""
+    with _app().app_context():
+        database.upgrade()
+        rows = importer.read_source(source_url, table)
+        report = importer.import_users(rows, dry_run=dry_run)
+    for line in report.lines():
+        click.echo(line)

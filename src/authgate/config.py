@@ -1,0 +1,156 @@
+"""Settings, read once from ``AUTHGATE_*`` environment variables and validated.
+
+Nothing else in AuthGate reads ``os.environ``: every module receives a
+:class:`Settings` through ``current_app.extensions["authgate"].settings``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import secrets
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+#: Secrets that appear in tutorials and sample configs; refused in production.
+KNOWN_PLACEHOLDERS = frozenset(
+    {
+        "top-secret!",
+        "changeme",
+        "change-me",
+        "secret",
+        "secret-key",
+        "your-secret-key",
+        "dev",
+        "development",
+        "the quick brown fox jumps over the lazy dog",
+    }
+)
+
+MIN_PRODUCTION_SECRET_BYTES = 32
+ENVIRONMENTS = ("development", "production", "testing")
+HASH_PROFILES = ("default", "cheapest")
+
+
+class ConfigError(ValueError):
+    """Raised when a setting is missing, malformed, or unsafe for the environment."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Typed, validated configuration of one AuthGate process."""
+
+    env: str = "development"
+    secret_key: str = ""
+    instance_path: Path = Path("instance")
+    database_url: str = ""
+    redis_url: str | None = None
+    issuer: str = "http://127.0.0.1:5000"
+    audience: str | None = None
+    access_token_ttl: int = 600
+    password_min_length: int = 15
+    password_max_length: int = 1024
+    password_hash_profile: str = "default"  # noqa: S105 (a profile name, not a secret)
+    max_body_bytes: int = 64 * 1024
+    log_level: str = "INFO"
+
+    @property
+    def token_audience(self) -> str:
+        """The ``aud`` of first-party access tokens (the issuer unless configured)."""
+        return self.audience or self.issuer
+
+    @property
+    def is_production(self) -> bool:
+        """True when running with ``AUTHGATE_ENV=production``."""
+        return self.env == "production"
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        defaults: Mapping[str, Any] | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Build settings: ``defaults``, then ``AUTHGATE_*`` variables, then ``overrides``.
+
+        Raises ConfigError for malformed values or an unsafe production setup.
+        """
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = dict(defaults or {})
+        for field in dataclasses.fields(cls):
+            raw = env.get(f"AUTHGATE_{field.name.upper()}")
+            if raw is not None and raw != "":
+                values[field.name] = _parse(field.name, raw, field.type)
+        secret_file = env.get("AUTHGATE_SECRET_KEY_FILE")
+        if secret_file and "secret_key" not in values:
+            values["secret_key"] = Path(secret_file).read_text().strip()
+        values.update(overrides)
+        settings = cls(**values)
+        return settings.resolved()
+
+    def resolved(self) -> Settings:
+        """Fill derived defaults (database path, development secret) and validate."""
+        settings = self
+        instance = Path(settings.instance_path)
+        if not settings.database_url:
+            db_file = (instance / "authgate.db").resolve()
+            settings = dataclasses.replace(settings, database_url=f"sqlite:///{db_file}")
+        settings._validate()
+        if not settings.secret_key:
+            settings = dataclasses.replace(settings, secret_key=_development_secret(instance))
+        return settings
+
+    def _validate(self) -> None:
+        if self.env not in ENVIRONMENTS:
+            raise ConfigError(f"AUTHGATE_ENV must be one of {', '.join(ENVIRONMENTS)}")
+        if self.password_hash_profile not in HASH_PROFILES:
+            raise ConfigError(f"AUTHGATE_PASSWORD_HASH_PROFILE must be one of {HASH_PROFILES}")
+        if not 1 <= self.password_min_length <= 64:
+            raise ConfigError("AUTHGATE_PASSWORD_MIN_LENGTH must be between 1 and 64")
+        if self.access_token_ttl < 1:
+            raise ConfigError("AUTHGATE_ACCESS_TOKEN_TTL must be a positive number of seconds")
+        if not self.issuer.startswith(("http://", "https://")) or self.issuer.endswith("/"):
+            raise ConfigError("AUTHGATE_ISSUER must be an http(s) URL without a trailing slash")
+        if self.is_production:
+            self._validate_production()
+
+    def _validate_production(self) -> None:
+        secret = self.secret_key
+        if not secret:
+            raise ConfigError("production requires AUTHGATE_SECRET_KEY or AUTHGATE_SECRET_KEY_FILE")
+        if len(secret.encode()) < MIN_PRODUCTION_SECRET_BYTES:
+            raise ConfigError(
+                f"AUTHGATE_SECRET_KEY must be at least {MIN_PRODUCTION_SECRET_BYTES} bytes"
+            )
+        if secret.strip().lower() in KNOWN_PLACEHOLDERS or len(set(secret)) < 8:
+            raise ConfigError("AUTHGATE_SECRET_KEY is a known placeholder or too repetitive")
+        if not self.issuer.startswith("https://"):
+            raise ConfigError("production requires an https:// AUTHGATE_ISSUER")
+        if self.password_hash_profile != "default":  # noqa: S105
+            raise ConfigError("AUTHGATE_PASSWORD_HASH_PROFILE=cheapest is for tests only")
+
+
+def _parse(name: str, raw: str, annotation: Any) -> Any:
+    kind = str(annotation)
+    try:
+        if kind == "int":
+            return int(raw)
+        if kind == "Path":
+            return Path(raw)
+    except ValueError as exc:
+        raise ConfigError(f"AUTHGATE_{name.upper()} must be an integer, got {raw!r}") from exc
+    return raw
+
+
+def _development_secret(instance: Path) -> str:
+    """Read or create ``instance/secret_key`` with mode 0600 (development only)."""
+    instance.mkdir(parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()

@@ -1,0 +1,129 @@
+"""Domain exceptions and their one mapping to RFC 9457 ``application/problem+json``.
+
+Views and services raise; :func:`register` turns every exception into JSON here,
+so no error ever reaches a client as an HTML page or a traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask, Response, json
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE_BASE = "urn:authgate:problem:"
+
+
+class AuthGateError(Exception):
+    """Base of every error AuthGate raises on purpose; carries its HTTP mapping."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad Request"
+
+    def __init__(self, detail: str | None = None, **extra: Any) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = extra
+
+    def headers(self) -> dict[str, str]:
+        """Extra response headers (e.g. ``Retry-After``)."""
+        return {}
+
+
+class InvalidInput(AuthGateError):
+    """Raised when a request body or field is missing, of the wrong type, or malformed."""
+
+    slug = "invalid-input"
+    title = "Invalid input"
+
+
+class PasswordRejected(InvalidInput):
+    """Raised when a new password breaks the password policy; ``detail`` says why."""
+
+    slug = "password-rejected"
+    title = "Password rejected"
+
+
+class UsernameTaken(AuthGateError):
+    """Raised when registering a username whose normalised form already exists."""
+
+    status = 409
+    slug = "username-taken"
+    title = "Username taken"
+
+
+class NotFound(AuthGateError):
+    """Raised when a requested resource does not exist."""
+
+    status = 404
+    slug = "not-found"
+    title = "Not Found"
+
+
+class InvalidCredentials(AuthGateError):
+    """Raised for any failed password check: unknown user, wrong password, bad hash.
+
+    One error for every cause, so the answer tells an attacker nothing (ASVS 6.3.8).
+    """
+
+    status = 401
+    slug = "invalid-credentials"
+    title = "Unauthorized"
+
+
+class InvalidToken(AuthGateError):
+    """Raised when an access token is malformed, forged, expired or not for us."""
+
+    status = 401
+    slug = "invalid-token"
+    title = "Unauthorized"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str,
+    type_: str = "about:blank",
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """Build an RFC 9457 problem response."""
+    body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
+    response = Response(
+        json.dumps(body), status=status, mimetype="application/problem+json", headers=headers
+    )
+    return response
+
+
+def _domain_error(error: AuthGateError) -> Response:
+    return problem(
+        error.status,
+        error.title,
+        error.detail,
+        PROBLEM_TYPE_BASE + error.slug,
+        headers=error.headers(),
+        **error.extra,
+    )
+
+
+def _http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    headers = {k: v for k, v in error.get_headers() if k.lower() not in {"content-type"}}
+    response = problem(status, error.name, error.description or error.name, headers=headers)
+    return response
+
+
+def _unexpected_error(error: Exception) -> Response:
+    log.exception("unhandled error", exc_info=error)
+    return problem(500, "Internal Server Error", "The server failed to handle the request.")
+
+
+def register(app: Flask) -> None:
+    """Install the JSON error handlers on ``app``."""
+    app.register_error_handler(AuthGateError, _domain_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)

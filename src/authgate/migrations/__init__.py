@@ -1,0 +1,1 @@
+"""Alembic migration environment for AuthGate (run through ``authgate db upgrade``)."""
