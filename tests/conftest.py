@@ -1,0 +1,112 @@
+"""Fixtures: ``app``/``client`` on an isolated database, ``user``, and real ``server``s."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from authgate import create_app, database
+from authgate.config import Settings
+from authgate.models import User
+from tests.support import TEST_SECRET, Server, isolated_database
+
+PASSWORD = "correct horse battery staple"
+
+
+def make_settings(database_url: str, instance: Path, **overrides: Any) -> Settings:
+    """Settings for an in-process test app (cheapest argon2 profile)."""
+    values: dict[str, Any] = {
+        "env": "testing",
+        "secret_key": TEST_SECRET,
+        "database_url": database_url,
+        "instance_path": instance,
+        "issuer": "http://authgate.test",
+        "password_hash_profile": "cheapest",
+    }
+    values.update(overrides)
+    return Settings(**values).resolved()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database of this test's own."""
+    with isolated_database(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    """Override in a module to change the ``app`` fixture's settings."""
+    return {}
+
+
+@pytest.fixture
+def app(database_url: str, tmp_path: Path, settings_overrides: dict[str, Any]) -> Iterator[Flask]:
+    """A migrated AuthGate app, its context pushed."""
+    application = create_app(make_settings(database_url, tmp_path, **settings_overrides))
+    with application.app_context():
+        database.upgrade()
+        yield application
+        from authgate.extensions import db
+
+        db.session.remove()
+        db.engine.dispose()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    """Flask test client of ``app``."""
+    return app.test_client()
+
+
+@pytest.fixture
+def user(app: Flask) -> User:
+    """A registered user ``miguel`` with password :data:`PASSWORD`."""
+    from authgate import accounts
+
+    return accounts.register("miguel", PASSWORD)
+
+
+@pytest.fixture
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+    """Factory for real server processes, stopped at teardown.
+
+    ``start_server(env={...}, database_url=None, workers=2)``; servers started with the
+    same ``database_url`` share one database.
+    """
+    servers: list[Server] = []
+    contexts: list[Any] = []
+
+    def start(
+        env: dict[str, str] | None = None,
+        database_url: str | None = None,
+        workers: int = 2,
+        threads: int = 1,
+    ) -> Server:
+        tmp = tmp_path_factory.mktemp("server")
+        if database_url is None:
+            ctx = isolated_database(tmp)
+            database_url = ctx.__enter__()
+            contexts.append(ctx)
+        server = Server(
+            database_url=database_url, instance=tmp, env=env or {}, workers=workers, threads=threads
+        )
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+    for ctx in reversed(contexts):
+        ctx.__exit__(None, None, None)
+
+
+@pytest.fixture
+def server(start_server: Callable[..., Server]) -> Server:
+    """One real server with default settings (real argon2 parameters)."""
+    return start_server()

@@ -1,0 +1,138 @@
+"""Test support: isolated databases and real ``authgate serve`` processes."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import httpx
+from sqlalchemy import create_engine, text
+
+TEST_SECRET = "test-secret-" + "x7Qp2vLm9Rz4Kc8Wn3Jd6Ht1Yb5Gf0Sa"
+DATABASE_URL = os.environ.get("AUTHGATE_TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("AUTHGATE_TEST_REDIS_URL")
+AUTHGATE = str(Path(sys.executable).with_name("authgate"))
+
+
+def on_postgresql() -> bool:
+    """True when the suite runs against PostgreSQL."""
+    return bool(DATABASE_URL)
+
+
+@contextlib.contextmanager
+def isolated_database(tmp: Path) -> Iterator[str]:
+    """A database URL nobody else uses: a SQLite file, or a fresh PostgreSQL schema."""
+    if not DATABASE_URL:
+        yield f"sqlite:///{tmp / 'authgate.db'}"
+        return
+    schema = "t_" + secrets.token_hex(6)
+    engine = create_engine(DATABASE_URL, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in DATABASE_URL else "?"
+    try:
+        yield f"{DATABASE_URL}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with engine.connect() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        engine.dispose()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    """A real ``authgate serve`` (gunicorn) process on a loopback port."""
+
+    database_url: str
+    instance: Path
+    env: dict[str, str] = field(default_factory=dict)
+    workers: int = 2
+    threads: int = 1
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL, also the issuer."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the process's stdout and stderr go."""
+        return self.instance / f"server-{self.port}.log"
+
+    def start(self) -> Server:
+        """Start the process and wait until it answers."""
+        env = {
+            **os.environ,
+            "AUTHGATE_ENV": "testing",
+            "AUTHGATE_SECRET_KEY": TEST_SECRET,
+            "AUTHGATE_DATABASE_URL": self.database_url,
+            "AUTHGATE_INSTANCE_PATH": str(self.instance),
+            **self.env,
+        }
+        self.instance.mkdir(parents=True, exist_ok=True)
+        command = [
+            AUTHGATE,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--threads",
+            str(self.threads),
+        ]
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+        return self
+
+    def _wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process is not None
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()}")
+            try:
+                if httpx.get(f"{self.url}/.well-known/jwks.json", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError(f"server did not start: {self.log_path.read_text()}")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the process (SIGTERM by default) and wait for it."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(sig)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def client(self) -> httpx.Client:
+        """An HTTP client bound to this server."""
+        return httpx.Client(base_url=self.url, timeout=30)
