@@ -1,0 +1,125 @@
+"""Configuration: read once from the environment, validated, safe in production."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from authgate.config import ConfigError, Settings
+
+STRONG = "k8Jq2Lm4Np6Rs8Tv0Wx2Yz4Ab6Cd8Ef0Gh2"
+
+
+def test_settings_come_from_authgate_variables(tmp_path: Path) -> None:
+    """Every field is read from AUTHGATE_<FIELD>, typed."""
+    settings = Settings.from_env(
+        {
+            "AUTHGATE_ACCESS_TOKEN_TTL": "120",
+            "AUTHGATE_PASSWORD_MIN_LENGTH": "8",
+            "AUTHGATE_INSTANCE_PATH": str(tmp_path),
+            "AUTHGATE_ISSUER": "https://auth.example.com",
+        }
+    )
+    assert settings.access_token_ttl == 120
+    assert settings.password_min_length == 8
+    assert settings.issuer == "https://auth.example.com"
+    assert settings.token_audience == "https://auth.example.com"
+    assert settings.database_url == f"sqlite:///{(tmp_path / 'authgate.db').resolve()}"
+
+
+def test_malformed_integer_is_a_config_error(tmp_path: Path) -> None:
+    """A non-numeric TTL is refused with a message naming the variable."""
+    with pytest.raises(ConfigError, match="AUTHGATE_ACCESS_TOKEN_TTL"):
+        Settings.from_env(
+            {"AUTHGATE_ACCESS_TOKEN_TTL": "ten", "AUTHGATE_INSTANCE_PATH": str(tmp_path)}
+        )
+
+
+def test_development_secret_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
+    """Without a configured secret, development creates instance/secret_key (0600) and reuses it."""
+    first = Settings.from_env({"AUTHGATE_INSTANCE_PATH": str(tmp_path)})
+    second = Settings.from_env({"AUTHGATE_INSTANCE_PATH": str(tmp_path)})
+    key_file = tmp_path / "secret_key"
+    assert first.secret_key == second.secret_key
+    assert len(first.secret_key) >= 32
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+
+
+def test_secret_key_file_is_read(tmp_path: Path) -> None:
+    """AUTHGATE_SECRET_KEY_FILE supplies the secret."""
+    path = tmp_path / "key"
+    path.write_text(STRONG + "\n")
+    settings = Settings.from_env(
+        {"AUTHGATE_SECRET_KEY_FILE": str(path), "AUTHGATE_INSTANCE_PATH": str(tmp_path)}
+    )
+    assert settings.secret_key == STRONG
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        ("", "requires AUTHGATE_SECRET_KEY"),
+        ("short-secret", "at least 32 bytes"),
+        ("a" * 40, "placeholder or too repetitive"),
+        ("top-secret!", "at least 32 bytes"),
+    ],
+)
+def test_production_refuses_weak_secrets(tmp_path: Path, secret: str, message: str) -> None:
+    """Production will not start with a missing, short or placeholder secret."""
+    env = {
+        "AUTHGATE_ENV": "production",
+        "AUTHGATE_SECRET_KEY": secret,
+        "AUTHGATE_ISSUER": "https://auth.example.com",
+        "AUTHGATE_INSTANCE_PATH": str(tmp_path),
+    }
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env)
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_production_refuses_plain_http_issuer(tmp_path: Path) -> None:
+    """Production requires an https:// issuer."""
+    with pytest.raises(ConfigError, match="https"):
+        Settings.from_env(
+            {
+                "AUTHGATE_ENV": "production",
+                "AUTHGATE_SECRET_KEY": STRONG,
+                "AUTHGATE_ISSUER": "http://auth.example.com",
+                "AUTHGATE_INSTANCE_PATH": str(tmp_path),
+            }
+        )
+
+
+def test_production_accepts_a_strong_setup(tmp_path: Path) -> None:
+    """A long random secret and an https issuer pass the production guard."""
+    settings = Settings.from_env(
+        {
+            "AUTHGATE_ENV": "production",
+            "AUTHGATE_SECRET_KEY": STRONG,
+            "AUTHGATE_ISSUER": "https://auth.example.com",
+            "AUTHGATE_INSTANCE_PATH": str(tmp_path),
+        }
+    )
+    assert settings.is_production
+
+
+def test_serve_refuses_to_start_in_production_with_weak_secret(tmp_path: Path) -> None:
+    """The CLI exits non-zero with one clear line instead of serving."""
+    from click.testing import CliRunner
+
+    from authgate.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        ["db", "upgrade"],
+        env={
+            "AUTHGATE_ENV": "production",
+            "AUTHGATE_SECRET_KEY": "changeme",
+            "AUTHGATE_ISSUER": "https://auth.example.com",
+            "AUTHGATE_INSTANCE_PATH": str(tmp_path),
+        },
+    )
+    assert result.exit_code == 2
+    assert "refusing to start" in result.output
