@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app
 
@@ -19,6 +20,9 @@ class AppState:
     hasher: Hasher
     password_policy: PasswordPolicy
     keys: KeyCache = field(default_factory=KeyCache)
+    # Set by authgate.oauth.init_app: Authlib's AuthorizationServer and ResourceProtector.
+    authorization_server: Any = None
+    resource_protector: Any = None
 
 
 def state() -> AppState:

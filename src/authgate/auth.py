@@ -33,6 +33,10 @@ def user_from_token(token: str) -> User | None:
         claims = tokens.verify_access_token(token)
     except InvalidToken:
         return None
+    if tokens.is_delegated(claims):
+        # An OAuth client's token carries only the scopes a person granted it; it is
+        # checked by authgate.oauth.protection, never accepted as a first-party login.
+        return None
     user = db.session.get(User, int(claims["sub"])) if claims["sub"].isdigit() else None
     if user is not None:
         g.token_claims = claims

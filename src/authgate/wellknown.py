@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from authgate import keys
+from authgate.oauth import metadata
 
 bp = Blueprint("wellknown", __name__, url_prefix="/.well-known")
 
@@ -13,5 +14,21 @@ bp = Blueprint("wellknown", __name__, url_prefix="/.well-known")
 def jwks() -> Response:
     """The public signing keys (RFC 7517), for offline token verification."""
     response = jsonify(keys.jwks())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/oauth-authorization-server")
+def oauth_authorization_server() -> Response:
+    """OAuth 2.0 Authorization Server Metadata (RFC 8414)."""
+    response = jsonify(metadata.authorization_server())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/openid-configuration")
+def openid_configuration() -> Response:
+    """OpenID Connect Discovery 1.0 provider metadata."""
+    response = jsonify(metadata.openid_provider())
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
