@@ -95,9 +95,7 @@ def decide(client: FlaskClient, path: str, decision: str = "allow") -> TestRespo
     return client.post(path, data={"csrf_token": token, "decision": decision})
 
 
-def get_code(
-    client: FlaskClient, client_id: str, challenge: str, **params: str
-) -> dict[str, str]:
+def get_code(client: FlaskClient, client_id: str, challenge: str, **params: str) -> dict[str, str]:
     """As the logged-in person, allow (if asked) and return the callback parameters."""
     path = authorize_path(client_id, challenge, **params)
     first = client.get(path)

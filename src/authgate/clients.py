@@ -163,9 +163,9 @@ def list_all() -> list[OAuthClient]:
 def delete_client(client_id: str) -> None:
     """Remove a client with its codes and consents; its tokens stop working."""
     client = get(client_id)
-    from authgate.oauth import grants_store
+    from authgate.oauth import issuance
 
-    grants_store.revoke_client(client.client_id)
+    issuance.revoke_client(client.client_id)
     db.session.execute(delete(AuthorizationCode).where(AuthorizationCode.client_id == client_id))
     db.session.execute(delete(Consent).where(Consent.client_id == client_id))
     db.session.delete(client)

@@ -116,7 +116,9 @@ def _approve(grant: object, person: login_session.Person, consent_id: int) -> Re
         user_id=person.user.id,
         client_id=grant.client.client_id,  # type: ignore[attr-defined]
     )
-    return oauth.authorization_server().create_authorization_response(grant=grant, grant_user=approval)
+    return oauth.authorization_server().create_authorization_response(
+        grant=grant, grant_user=approval
+    )
 
 
 def _refused(error: OAuth2Error) -> Response:
