@@ -18,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from authlib.oauth2.rfc6749 import MismatchingStateException
 from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc6749 import MismatchingStateException
 from authlib.oidc.core.util import create_half_hash
 from joserfc import jwt
 from joserfc.jwk import KeySet
