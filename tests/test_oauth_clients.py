@@ -159,7 +159,7 @@ def test_cli_create_list_show_rotate_delete(app: Flask, database_url: str, tmp_p
     assert client_id in listed.stdout and "Photo Printer" in listed.stdout
     shown = runner.invoke(main, ["client", "show", client_id, "--json"], env=env)
     assert json.loads(shown.stdout)["name"] == "Photo Printer"
-    assert secret not in shown.stdout and "client_secret" not in shown.stdout
+    assert secret not in shown.stdout and '"client_secret":' not in shown.stdout
     rotated = runner.invoke(main, ["client", "rotate-secret", client_id, "--json"], env=env)
     new_secret = json.loads(rotated.stdout)["client_secret"]
     assert new_secret != secret

@@ -121,6 +121,9 @@ def _client_command(action: Any) -> Any:
             return action()
         except AuthGateError as error:
             raise click.ClickException(error.detail) from error
+        finally:
+            db.session.remove()
+            db.engine.dispose()
 
 
 @client_group.command("create")
