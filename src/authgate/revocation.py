@@ -64,6 +64,8 @@ REDIS_TIMEOUT_SECONDS = 0.25
 #: The per-key cache is dropped whole when it grows beyond this (a bound, not an LRU).
 MAX_CACHED_KEYS = 100_000
 SYNCED_MARKER = "rv:synced"
+#: The marker expires now and then, so a Redis that silently lost keys is refilled.
+SYNCED_MARKER_TTL_SECONDS = 3600
 
 
 class Entry(NamedTuple):
@@ -399,7 +401,7 @@ def _resync(cache: RevocationCache, client: Any) -> None:
         )
         rows = [Entry(*row) for row in result]
     _write(client, rows, now)
-    client.set(_settings().redis_prefix + SYNCED_MARKER, b"1")
+    client.set(_settings().redis_prefix + SYNCED_MARKER, b"1", ex=SYNCED_MARKER_TTL_SECONDS)
     cache.redis_dirty = False
     cache.keys = {}
     log.info("revocation: copied %d live entries to Redis", len(rows))
