@@ -79,7 +79,10 @@ class TokenFamily(db.Model):  # type: ignore[name-defined]
     """
 
     __tablename__ = "token_families"
-    __table_args__ = (Index("ix_token_families_revoked_at", "revoked_at"),)
+    __table_args__ = (
+        Index("ix_token_families_revoked_at", "revoked_at"),
+        Index("ix_token_families_expires_at", "expires_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from flask import current_app
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from authgate import clock
 from authgate.errors import TokenRevoked
@@ -63,6 +63,8 @@ REDIS_RETRY_SECONDS = 1.0
 REDIS_TIMEOUT_SECONDS = 0.25
 #: The per-key cache is dropped whole when it grows beyond this (a bound, not an LRU).
 MAX_CACHED_KEYS = 100_000
+#: Expired rows are deleted (by the next revocation) this long after their expiry.
+PURGE_AFTER_SECONDS = 60.0
 SYNCED_MARKER = "rv:synced"
 #: The marker expires now and then, so a Redis that silently lost keys is refilled.
 SYNCED_MARKER_TTL_SECONDS = 3600
@@ -194,6 +196,7 @@ def _record(entries: list[tuple[str, str, int, float]]) -> None:
         for k, s, nb, exp in entries
     ]
     db.session.add_all(rows)
+    db.session.execute(delete(Revocation).where(Revocation.expires_at < now - PURGE_AFTER_SECONDS))
     db.session.commit()
     stored = [Entry(r.kind, r.subject, r.not_before, now, r.expires_at, r.id) for r in rows]
     cache = _cache()

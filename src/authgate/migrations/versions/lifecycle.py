@@ -53,6 +53,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("token_families", schema=None) as batch_op:
         batch_op.create_index("ix_token_families_revoked_at", ["revoked_at"], unique=False)
+        batch_op.create_index("ix_token_families_expires_at", ["expires_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_token_families_user_id"), ["user_id"], unique=False)
 
     op.create_table(
@@ -111,6 +112,7 @@ def downgrade() -> None:
     with op.batch_alter_table("token_families", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_token_families_user_id"))
         batch_op.drop_index("ix_token_families_revoked_at")
+        batch_op.drop_index("ix_token_families_expires_at")
     op.drop_table("token_families")
     with op.batch_alter_table("signing_keys", schema=None) as batch_op:
         batch_op.drop_column("activates_at")
