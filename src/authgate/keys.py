@@ -153,7 +153,7 @@ def rotate_if_due() -> SigningKey | None:
     if days <= 0:
         return None
     newest = db.session.scalar(select(SigningKey).order_by(SigningKey.created_at.desc()).limit(1))
-    if newest is not None and clock.now() - newest.created_at < dt.timedelta(days=days):
+    if newest is None or clock.now() - newest.created_at < dt.timedelta(days=days):
         return None
     return rotate()
 
