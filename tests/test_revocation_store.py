@@ -256,3 +256,23 @@ def test_redis_outage_falls_back_to_database_and_recovers(
     assert poll_until(lambda: not greets(other_client, after["token"]))
     assert len(keys.keys(PREFIX + "rv:jti:*")) == 3
     keys.close()
+
+
+def test_revocation_that_missed_redis_is_enforced_by_the_database_backstop(
+    own_redis: ThrowawayRedis,
+    client: FlaskClient,
+    user: User,
+    second_app: Callable[..., Flask],
+    cache_clock: FrozenMonotonic,
+) -> None:
+    """A revocation whose writer could not reach Redis is still enforced by Redis users,
+    from the database view they refresh every BACKSTOP_SECONDS."""
+    token = login(client)["token"]
+    assert greets(client, token)
+    cut_off = second_app(redis_url=f"redis://127.0.0.1:{free_port()}/0", redis_prefix=PREFIX)
+    assert cut_off.test_client().delete("/api/token", headers=bearer(token)).status_code == 204
+    cache_clock.now += revocation.BACKSTOP_SECONDS
+    assert not greets(client, token)
+    keys = redis.Redis.from_url(own_redis.url)
+    assert keys.keys(PREFIX + "rv:jti:*") == []
+    keys.close()

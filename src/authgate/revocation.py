@@ -13,16 +13,17 @@ never queries it per request:
 - with ``AUTHGATE_REDIS_URL``, entries are mirrored to Redis keys (prefix
   ``AUTHGATE_REDIS_PREFIX``) with a TTL equal to the remaining lifetime of the longest token
   they affect, and one ``MGET`` answers the keys this process has not looked at during the
-  last ``AUTHGATE_REVOCATION_CACHE_MS``;
+  last ``AUTHGATE_REVOCATION_CACHE_MS`` (the database view below is then refreshed only
+  every :data:`BACKSTOP_SECONDS`, for entries whose writer could not reach Redis);
 - without Redis, or while Redis is unreachable, each process keeps every live entry in
   memory and reads the entries added since its last look with one indexed query at most
   every ``AUTHGATE_REVOCATION_CACHE_MS`` (plus a full reload every
   :data:`FULL_RELOAD_SECONDS`).
 
 So a revocation made by any process is enforced by every process within that interval.
-If Redis fails, checks fall back to the database; a process that could not write an entry
-to Redis, or that finds Redis emptied (the ``synced`` marker is gone, e.g. after a
-restart), copies every live entry from the database to Redis before trusting it again.
+If Redis fails, checks fall back to the database; a process that saw Redis fail, or that
+finds Redis emptied (the ``synced`` marker is gone, e.g. after a restart), copies every
+live entry from the database to Redis before trusting it again.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ CLOCK_SKEW_SECONDS = 5
 FEED_OVERLAP_SECONDS = 10.0
 #: A process re-reads every live entry this often (guards against very late commits).
 FULL_RELOAD_SECONDS = 30.0
+#: With Redis, the database view is still refreshed this often, as a backstop.
+BACKSTOP_SECONDS = 30.0
 #: After a Redis failure, how long a process uses the database before trying Redis again.
 REDIS_RETRY_SECONDS = 1.0
 REDIS_TIMEOUT_SECONDS = 0.25
@@ -233,8 +236,18 @@ def revoked_reason(claims: Mapping[str, Any]) -> str | None:
         values = _redis_lookup(cache, jti, sid, user_id)
         if values is not None:
             jti_hit, family_hit, not_before = values
-            return _verdict(jti_hit, family_hit, not_before, iat)
-    snapshot = _snapshot(cache)
+            verdict = _verdict(jti_hit, family_hit, not_before, iat)
+            if verdict is not None:
+                return verdict
+            # Backstop for an entry that never reached Redis (its writer could not reach
+            # it): the database view, refreshed every BACKSTOP_SECONDS in this mode.
+            return _snapshot_verdict(_snapshot(cache, BACKSTOP_SECONDS), jti, sid, user_id, iat)
+    return _snapshot_verdict(_snapshot(cache, _ttl_seconds()), jti, sid, user_id, iat)
+
+
+def _snapshot_verdict(
+    snapshot: Snapshot, jti: str, sid: object, user_id: str, iat: int
+) -> str | None:
     return _verdict(
         jti in snapshot.jtis,
         sid is not None and str(sid) in snapshot.families,
@@ -253,13 +266,13 @@ def _verdict(jti_hit: bool, family_hit: bool, not_before: int, iat: int) -> str 
     return None
 
 
-def _snapshot(cache: RevocationCache) -> Snapshot:
-    """This process's database view, refreshed if older than the cache TTL."""
+def _snapshot(cache: RevocationCache, max_age: float) -> Snapshot:
+    """This process's database view, refreshed if older than ``max_age`` seconds."""
     now_mono = time.monotonic()
-    if cache.snapshot is not None and now_mono - cache.refreshed_at < _ttl_seconds():
+    if cache.snapshot is not None and now_mono - cache.refreshed_at < max_age:
         return cache.snapshot
     with cache.lock:
-        if cache.snapshot is not None and time.monotonic() - cache.refreshed_at < _ttl_seconds():
+        if cache.snapshot is not None and time.monotonic() - cache.refreshed_at < max_age:
             return cache.snapshot
         now = clock.timestamp()
         full = cache.snapshot is None or now_mono - cache.full_reload_at > FULL_RELOAD_SECONDS
@@ -314,6 +327,9 @@ def _redis_down(cache: RevocationCache, exc: Exception) -> None:
     if time.monotonic() >= cache.redis_down_until:
         log.warning("revocation: Redis unavailable, using the database: %s", exc)
     cache.redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
+    # Entries may have been written elsewhere while Redis was away from us too:
+    # copy the database's live entries to Redis before trusting it again.
+    cache.redis_dirty = True
 
 
 def _redis_lookup(
