@@ -17,6 +17,18 @@ from authgate.config import ConfigError, Settings
 from authgate.extensions import db
 
 
+@contextlib.contextmanager
+def _migrated_context() -> Iterator[None]:
+    """An app context on a migrated database; the engine's connections are closed after."""
+    with _app().app_context():
+        database.upgrade()
+        try:
+            yield
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
 def _app(**defaults: Any) -> Flask:
     try:
         return create_app(Settings.from_env(defaults=defaults))
@@ -108,8 +120,7 @@ def keys_group() -> None:
 )
 def keys_rotate(immediate: bool) -> None:
     """Create the next signing key (published now, signing after the pre-publication window)."""
-    with _app().app_context():
-        database.upgrade()
+    with _migrated_context():
         keys.ensure_active_key()
         row = keys.rotate(immediate=immediate)
         click.echo(f"new key {row.kid} signs from {row.activates_at.isoformat(timespec='seconds')}")
@@ -118,8 +129,7 @@ def keys_rotate(immediate: bool) -> None:
 @keys_group.command("list")
 def keys_list() -> None:
     """Show every key with its state and age."""
-    with _app().app_context():
-        database.upgrade()
+    with _migrated_context():
         now = clock.now()
         click.echo(f"{'kid':<44} {'state':<8} {'age':>8}  signs from -> until")
         for status in keys.statuses(now):
@@ -157,8 +167,7 @@ def user_enable(username: str) -> None:
 
 
 def _set_disabled(username: str, disabled: bool) -> None:
-    with _app().app_context():
-        database.upgrade()
+    with _migrated_context():
         user = accounts.find_by_username(username)
         if user is None:
             click.echo(f"authgate: no user {username!r}", err=True)
