@@ -95,6 +95,24 @@ def test_second_refresh_within_grace_window_returns_the_same_refresh_token(
     assert greets(client, one["token"]) and greets(client, two.get_json()["token"])
     assert refresh(client, one["refresh_token"]).status_code == 200
     assert audit_events("refresh.reuse_detected") == []
+    assert [e.detail["concurrent"] for e in audit_events("refresh.rotated")] == [
+        False,
+        True,
+        False,
+    ]
+
+
+def test_repeat_after_the_new_token_was_used_is_reuse(
+    client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Within the grace window too: once the new token was used, the old one is a copy."""
+    stolen = login(client)
+    victim = refresh(client, stolen["refresh_token"]).get_json()
+    moved_on = refresh(client, victim["refresh_token"]).get_json()
+    move_clock(monkeypatch, 2)
+    assert refresh(client, stolen["refresh_token"]).status_code == 401
+    assert not greets(client, moved_on["token"])
+    assert len(audit_events("refresh.reuse_detected")) == 1
 
 
 def test_spent_refresh_token_revokes_family(

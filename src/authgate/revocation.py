@@ -203,12 +203,18 @@ def _record(entries: list[tuple[str, str, int, float]]) -> None:
     db.session.commit()
     stored = [Entry(r.kind, r.subject, r.not_before, now, r.expires_at, r.id) for r in rows]
     cache = _cache()
+    # This process refuses at once, whatever a concurrent lookup fetches meanwhile.
+    cached_until = time.monotonic() + _ttl_seconds()
     with cache.lock:
         for entry in stored:
             if cache.snapshot is not None:
                 cache.snapshot.apply(entry)
-            cache.keys.pop(_key(entry.kind, entry.subject), None)
+            cache.keys[_key(entry.kind, entry.subject)] = (cached_until, _redis_value(entry))
     _push(cache, stored, now)
+
+
+def _redis_value(entry: Entry) -> bytes:
+    return str(entry.not_before).encode() if entry.kind == USER else b"1"
 
 
 # ---------------------------------------------------------------- checking
@@ -401,11 +407,7 @@ def _write(client: Any, rows: Iterable[Entry], now: float) -> None:
         ttl_ms = int(math.ceil((row.expires_at - now) * 1000))
         if ttl_ms <= 0:
             continue
-        key = prefix + _key(row.kind, row.subject)
-        if row.kind == USER:
-            pipe.set(key, str(row.not_before), px=ttl_ms)
-        else:
-            pipe.set(key, b"1", px=ttl_ms)
+        pipe.set(prefix + _key(row.kind, row.subject), _redis_value(row), px=ttl_ms)
     pipe.execute()
 
 

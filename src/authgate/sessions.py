@@ -227,11 +227,12 @@ def rotate(
         db.session.commit()
         return _rotated(user, family, child, now, concurrent=False)
     db.session.refresh(row)
+    db.session.refresh(family)
     spent = row.spent_at
-    grace = dt.timedelta(seconds=_settings().refresh_grace_seconds)
-    if spent is not None and now - spent <= grace and family.revoked_at is None:
+    child = _child_token(token)
+    if spent is not None and _within_grace(spent, now, child) and family.revoked_at is None:
         db.session.rollback()
-        return _rotated(user, family, _child_token(token), now, concurrent=True)
+        return _rotated(user, family, child, now, concurrent=True)
     revoke_family(family, reason="reuse")
     audit.record(
         "refresh.reuse_detected",
@@ -241,6 +242,16 @@ def rotate(
         spent_at=spent.isoformat() if spent else None,
     )
     raise InvalidRefreshToken("invalid refresh token")
+
+
+def _within_grace(spent: dt.datetime, now: dt.datetime, child: str) -> bool:
+    """A repeat of a just-spent token is a concurrent duplicate (or a retry whose answer
+    was lost) only within the grace window and while its successor is still unused;
+    once the client moved on, a repeat can only be a copy."""
+    if now - spent > dt.timedelta(seconds=_settings().refresh_grace_seconds):
+        return False
+    successor = db.session.scalar(select(RefreshToken).where(RefreshToken.digest == digest(child)))
+    return successor is not None and successor.spent_at is None
 
 
 def _spend(row: RefreshToken, now: dt.datetime) -> bool:
