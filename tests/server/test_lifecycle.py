@@ -6,6 +6,7 @@ AUTHGATE_TEST_REDIS_URL are set (the servers then share Redis under one prefix).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -169,7 +170,8 @@ def test_concurrent_double_refresh_both_succeed_with_the_same_token(
             assert status(two, response.json()["token"]) == 200
         token = new_tokens.pop()
     assert audit_count(database_url, "refresh.reuse_detected") == 0
-    assert audit_count(database_url, "refresh.rotated") == 20
+    rotations = audit_details(database_url, "refresh.rotated")
+    assert sorted(d["concurrent"] for d in rotations) == [False] * 5 + [True] * 15
 
 
 def refresh_at_once(
@@ -182,15 +184,21 @@ def refresh_at_once(
         results.append(http.post("/api/token/refresh", json={"refresh_token": token}))
 
 
-def audit_count(database_url: str, event: str) -> int:
-    """How many audit events named ``event`` the shared database holds."""
+def audit_details(database_url: str, event: str) -> list[dict[str, object]]:
+    """The ``detail`` of every audit event named ``event`` in the shared database."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as connection:
-            query = text("SELECT count(*) FROM audit_events WHERE event = :event")
-            return int(connection.execute(query, {"event": event}).scalar_one())
+            query = text("SELECT detail FROM audit_events WHERE event = :event")
+            rows = connection.execute(query, {"event": event}).scalars().all()
     finally:
         engine.dispose()
+    return [json.loads(d) if isinstance(d, str) else d for d in rows]
+
+
+def audit_count(database_url: str, event: str) -> int:
+    """How many audit events named ``event`` the shared database holds."""
+    return len(audit_details(database_url, event))
 
 
 def test_reuse_attack_kills_the_family(start_server: Callable[..., Server]) -> None:
