@@ -57,8 +57,10 @@ class Settings:
     # Seconds during which a just-spent refresh token may be presented again (concurrent
     # refreshes) and yields the same new refresh token instead of revoking the family.
     refresh_grace_seconds: int = 10
-    # How long one process trusts its cached revocation state (milliseconds, at most 1000).
-    revocation_cache_ms: int = 1000
+    # How long one process trusts its cached revocation state (milliseconds, at most 1000:
+    # revocations must reach every process within 1 s; half of that leaves a margin for
+    # request latency under load).
+    revocation_cache_ms: int = 500
     # Signing keys: rotate automatically every N days (0: only by `authgate keys rotate`);
     # publish a new key this many seconds before it signs (>= jwks_max_age); JWKS max-age.
     key_rotation_days: int = 0
