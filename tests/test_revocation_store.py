@@ -20,6 +20,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import event
 
 from authgate import create_app, revocation
+from authgate.config import ConfigError, Settings
 from authgate.extensions import db
 from authgate.models import User
 from tests.conftest import make_settings
@@ -276,3 +277,11 @@ def test_revocation_that_missed_redis_is_enforced_by_the_database_backstop(
     keys = redis.Redis.from_url(own_redis.url)
     assert keys.keys(PREFIX + "rv:jti:*") == []
     keys.close()
+
+
+def test_revocation_cache_longer_than_a_second_is_refused(tmp_path: Path) -> None:
+    """AUTHGATE_REVOCATION_CACHE_MS above 1000 would break the 1 s promise: a config error."""
+    with pytest.raises(ConfigError, match="REVOCATION_CACHE_MS"):
+        Settings.from_env(
+            {"AUTHGATE_INSTANCE_PATH": str(tmp_path), "AUTHGATE_REVOCATION_CACHE_MS": "1500"}
+        )
