@@ -9,6 +9,7 @@ from flask import current_app
 from authgate.config import Settings
 from authgate.keys import KeyCache
 from authgate.passwords import Hasher, PasswordPolicy
+from authgate.revocation import RevocationCache
 
 
 @dataclass
@@ -19,6 +20,7 @@ class AppState:
     hasher: Hasher
     password_policy: PasswordPolicy
     keys: KeyCache = field(default_factory=KeyCache)
+    revocation: RevocationCache = field(default_factory=RevocationCache)
 
 
 def state() -> AppState:
