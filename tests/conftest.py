@@ -13,13 +13,14 @@ from flask.testing import FlaskClient
 from authgate import create_app, database
 from authgate.config import Settings
 from authgate.models import User
-from tests.support import TEST_SECRET, Server, isolated_database
+from tests.support import REDIS_URL, TEST_SECRET, Server, isolated_database, redis_prefix
 
 PASSWORD = "correct horse battery staple"
 
 
 def make_settings(database_url: str, instance: Path, **overrides: Any) -> Settings:
-    """Settings for an in-process test app (cheapest argon2 profile)."""
+    """Settings for an in-process test app (cheapest argon2 profile; the test Redis, if any,
+    under a prefix of this test's own)."""
     values: dict[str, Any] = {
         "env": "testing",
         "secret_key": TEST_SECRET,
@@ -28,6 +29,8 @@ def make_settings(database_url: str, instance: Path, **overrides: Any) -> Settin
         "issuer": "http://authgate.test",
         "password_hash_profile": "cheapest",
     }
+    if REDIS_URL:
+        values.update(redis_url=REDIS_URL, redis_prefix=redis_prefix(database_url))
     values.update(overrides)
     return Settings(**values).resolved()
 

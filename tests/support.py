@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -48,6 +49,19 @@ def isolated_database(tmp: Path) -> Iterator[str]:
         engine.dispose()
 
 
+def redis_prefix(database_url: str) -> str:
+    """The Redis key prefix of everything using ``database_url``: isolated per test database,
+    shared by the servers (and the app) of one test."""
+    return "t:" + hashlib.sha256(database_url.encode()).hexdigest()[:16] + ":"
+
+
+def redis_env(database_url: str) -> dict[str, str]:
+    """``AUTHGATE_REDIS_*`` for a server on ``database_url`` (empty without a test Redis)."""
+    if not REDIS_URL:
+        return {}
+    return {"AUTHGATE_REDIS_URL": REDIS_URL, "AUTHGATE_REDIS_PREFIX": redis_prefix(database_url)}
+
+
 def free_port() -> int:
     """A TCP port on loopback that is free right now."""
     with socket.socket() as sock:
@@ -85,6 +99,7 @@ class Server:
             "AUTHGATE_SECRET_KEY": TEST_SECRET,
             "AUTHGATE_DATABASE_URL": self.database_url,
             "AUTHGATE_INSTANCE_PATH": str(self.instance),
+            **redis_env(self.database_url),
             **self.env,
         }
         self.instance.mkdir(parents=True, exist_ok=True)

@@ -73,7 +73,8 @@ def test_code_exchange_returns_an_rfc9068_access_token(
     assert claims["sub"] == str(user.id)
     assert claims["scope"] == "openid profile resource:read"
     assert claims["exp"] - claims["iat"] == 600 and claims["jti"]
-    assert audit_count("oauth.token.issued") == 1
+    assert claims["sid"]  # the grant: a token family of the lifecycle machinery
+    assert audit_count("token.issued") == 1
 
 
 def test_token_response_is_not_cached(page_client: FlaskClient, user: User) -> None:

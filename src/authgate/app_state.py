@@ -10,6 +10,7 @@ from flask import current_app
 from authgate.config import Settings
 from authgate.keys import KeyCache
 from authgate.passwords import Hasher, PasswordPolicy
+from authgate.revocation import RevocationCache
 
 
 @dataclass
@@ -20,6 +21,7 @@ class AppState:
     hasher: Hasher
     password_policy: PasswordPolicy
     keys: KeyCache = field(default_factory=KeyCache)
+    revocation: RevocationCache = field(default_factory=RevocationCache)
     # Set by authgate.oauth.init_app: Authlib's AuthorizationServer and ResourceProtector.
     authorization_server: Any = None
     resource_protector: Any = None

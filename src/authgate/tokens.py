@@ -1,4 +1,9 @@
-"""Access tokens: ES256-signed JWTs that any service can verify with the public JWKS."""
+"""Access tokens: ES256-signed JWTs that any service can verify with the public JWKS.
+
+Besides the registered claims, a token carries ``sid`` (its token family: one login) and
+``preferred_username``, so a request can be authorised without a database query, and
+:func:`verify_access_token` applies the revocation store on every call.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
-from authgate import clock, keys
+from authgate import clock, keys, revocation
 from authgate.errors import InvalidToken
 from authgate.models import User
 
@@ -44,50 +49,56 @@ def _settings() -> Any:
     return current_app.extensions["authgate"].settings
 
 
-def issue_access_token(user: User) -> IssuedToken:
-    """Sign an access token for ``user`` with the active key."""
-    settings = _settings()
-    kid, key = keys.signing_key()
-    now = int(clock.timestamp())
-    jti = secrets.token_urlsafe(16)
-    claims = {
-        "iss": settings.issuer,
-        "aud": settings.token_audience,
-        "sub": str(user.id),
-        "iat": now,
-        "exp": now + settings.access_token_ttl,
-        "jti": jti,
-    }
-    header = {"alg": keys.ALGORITHM, "kid": kid, "typ": "JWT"}
-    token = jwt.encode(header, claims, key, algorithms=[keys.ALGORITHM])
-    return IssuedToken(token=token, jti=jti, expires_in=settings.access_token_ttl)
-
-
-def issue_delegated_access_token(
-    client_id: str, user: User | None, scope: str, expires_in: int
+def issue_access_token(
+    user: User, sid: str | None = None, extra_claims: dict[str, Any] | None = None
 ) -> IssuedToken:
-    """Sign an RFC 9068 access token for an OAuth client.
+    """Sign an access token for ``user`` in token family ``sid`` with the active key.
 
-    ``typ: at+jwt``, ``client_id``, ``scope``, ``aud`` (this API); ``sub`` is the user,
-    or the client itself when no person is involved (client credentials, RFC 9068 2.2).
+    ``extra_claims`` (e.g. ``scope``, ``client_id`` for OAuth) are added but cannot
+    replace the registered ones. With a ``client_id`` the token is an RFC 9068 access
+    token of an OAuth client (``typ: at+jwt``), and names the user only if the person
+    granted the ``profile`` scope.
     """
     settings = _settings()
-    kid, key = keys.signing_key()
+    claims: dict[str, Any] = dict(extra_claims or {})
+    claims.update(_registered_claims(str(user.id), settings.access_token_ttl))
+    delegated = is_delegated(claims)
+    if not delegated or "profile" in str(claims.get("scope") or "").split():
+        claims["preferred_username"] = user.username
+    if sid is not None:
+        claims["sid"] = sid
+    return _sign(claims, DELEGATED_TYPE if delegated else "JWT")
+
+
+def issue_client_access_token(client_id: str, scope: str) -> IssuedToken:
+    """Sign an RFC 9068 access token for an OAuth client acting for itself.
+
+    Client credentials grant: no person is involved, so ``sub`` is the client (RFC 9068
+    2.2); ``client_id``, ``scope`` and ``aud`` (this API) as for any OAuth token.
+    """
+    claims = {"client_id": client_id, "scope": scope}
+    claims.update(_registered_claims(client_id, _settings().access_token_ttl))
+    return _sign(claims, DELEGATED_TYPE)
+
+
+def _registered_claims(subject: str, ttl: int) -> dict[str, Any]:
+    settings = _settings()
     now = int(clock.timestamp())
-    jti = secrets.token_urlsafe(16)
-    claims = {
+    return {
         "iss": settings.issuer,
         "aud": settings.token_audience,
-        "sub": str(user.id) if user is not None else client_id,
-        "client_id": client_id,
-        "scope": scope,
+        "sub": subject,
         "iat": now,
-        "exp": now + expires_in,
-        "jti": jti,
+        "exp": now + ttl,
+        "jti": secrets.token_urlsafe(16),
     }
-    header = {"alg": keys.ALGORITHM, "kid": kid, "typ": DELEGATED_TYPE}
+
+
+def _sign(claims: dict[str, Any], typ: str) -> IssuedToken:
+    kid, key = keys.signing_key()
+    header = {"alg": keys.ALGORITHM, "kid": kid, "typ": typ}
     token = jwt.encode(header, claims, key, algorithms=[keys.ALGORITHM])
-    return IssuedToken(token=token, jti=jti, expires_in=expires_in)
+    return IssuedToken(token=token, jti=claims["jti"], expires_in=claims["exp"] - claims["iat"])
 
 
 def is_delegated(claims: dict[str, Any]) -> bool:
@@ -110,11 +121,13 @@ def looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2 and len(value) <= MAX_TOKEN_LENGTH
 
 
-def verify_access_token(token: str) -> dict[str, Any]:
+def verify_access_token(token: str, check_revocation: bool = True) -> dict[str, Any]:
     """Verify signature (ES256 only), ``kid``, ``iss``, ``aud``, ``exp``; return the claims.
 
     Raises InvalidToken for any failure: malformed, ``alg: none``, HS256 forged with the
-    public key, unknown ``kid``, expired, or issued for another issuer or audience.
+    public key, unknown ``kid``, expired, or issued for another issuer or audience; and
+    TokenRevoked (a subclass) when the revocation store refuses it (see
+    :func:`authgate.revocation.check`). ``check_revocation=False`` is for revoking a token.
     """
     if not isinstance(token, str) or not looks_like_jwt(token):
         raise InvalidToken("malformed token")
@@ -134,4 +147,9 @@ def verify_access_token(token: str) -> dict[str, Any]:
         registry.validate(decoded.claims)
     except (JoseError, ValueError, TypeError, KeyError, binascii.Error) as exc:
         raise InvalidToken("invalid or expired token") from exc
-    return decoded.claims
+    claims = decoded.claims
+    if not isinstance(claims.get("iat", 0), int):
+        raise InvalidToken("invalid token claims")
+    if check_revocation:
+        revocation.check(claims)
+    return claims

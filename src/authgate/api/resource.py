@@ -7,7 +7,7 @@ from flask import Response, jsonify
 from authgate import oauth
 from authgate.api import bp
 from authgate.app_state import settings
-from authgate.auth import current_user, multi_auth
+from authgate.auth import current_identity, multi_auth
 from authgate.errors import InvalidBearerToken
 from authgate.oauth import protection
 
@@ -30,4 +30,4 @@ def get_resource() -> Response:
 
 @multi_auth.login_required
 def _first_party() -> Response:
-    return jsonify({"data": f"Hello, {current_user().username}!"})
+    return jsonify({"data": f"Hello, {current_identity().username}!"})

@@ -10,16 +10,17 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request, grants
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, OAuth2Request, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oauth2.rfc7636.challenge import compare_s256_code_challenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core import grants as oidc_grants
 from joserfc.jwk import ECKey
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import delete, exists, select
 
 from authgate import audit, clock, keys
 from authgate.app_state import settings
+from authgate.errors import InvalidRefreshToken
 from authgate.extensions import db
 from authgate.models import AuthorizationCode, OAuthClient, User, secret_digest
 from authgate.oauth import issuance
@@ -116,19 +117,28 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return row
 
     def authenticate_user(self, authorization_code: AuthorizationCode) -> User | None:
-        """Spend the code (one winner among concurrent requests) and return its user."""
-        claimed = db.session.execute(
-            update(AuthorizationCode)
-            .where(AuthorizationCode.id == authorization_code.id)
-            .where(AuthorizationCode.used_at.is_(None))
-            .values(used_at=clock.now())
-        )
-        db.session.commit()
-        if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        """Spend the code, starting its grant (one winner among concurrent requests)."""
+        user = db.session.get(User, authorization_code.user_id)
+        if user is None or user.is_disabled:
+            return None
+        pair = issuance.start_code_grant(authorization_code, user)
+        if pair is None:
             _replayed(authorization_code, self.request.client)
             return None
-        issuance.begin_code_grant(self.request, authorization_code)
-        return db.session.get(User, authorization_code.user_id)
+        self.request.authgate_pair = pair  # type: ignore[attr-defined]
+        return user
+
+    def generate_token(
+        self,
+        user: User | None = None,
+        scope: str | None = None,
+        grant_type: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        """The tokens of the grant :meth:`authenticate_user` started (a token family)."""
+        pair = self.request.authgate_pair  # type: ignore[attr-defined]
+        return issuance.token_response(pair, scope or "", include_refresh_token)
 
     def delete_authorization_code(self, authorization_code: AuthorizationCode) -> None:
         """Keep the spent code (its ``used_at`` is set) so a replay is recognised."""
@@ -186,6 +196,43 @@ class OpenIDCode(oidc_grants.OpenIDCode):
     def generate_user_info(self, user: User, scope: str) -> UserInfo:
         """Claims about the user for the id_token."""
         return user_info(user, scope)
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    """Refresh with rotation and reuse detection, on the token-lifecycle machinery.
+
+    Authlib validates the request (client, token ownership, scope); the rotation itself
+    (spend, successor, grace window, reuse revokes the grant) is :func:`sessions.rotate`.
+    """
+
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> issuance.IssuedRefreshToken | None:
+        """The grant of ``refresh_token`` (spent or not: presenting a spent one is reuse)."""
+        token = issuance.find_token(refresh_token, "refresh_token")
+        return token if isinstance(token, issuance.IssuedRefreshToken) else None
+
+    def authenticate_user(self, refresh_token: issuance.IssuedRefreshToken) -> User:
+        """Rotate the refresh token; any refusal (reuse, expiry, revocation) is invalid_grant."""
+        try:
+            pair = issuance.rotate_refresh_token(
+                self.request.form["refresh_token"], self.request.client
+            )
+        except InvalidRefreshToken as error:
+            raise InvalidGrantError("The refresh token is invalid, expired or revoked.") from error
+        self.request.authgate_pair = pair  # type: ignore[attr-defined]
+        return refresh_token.family.user
+
+    def issue_token(self, user: User, refresh_token: issuance.IssuedRefreshToken) -> dict[str, Any]:
+        """The rotated pair; its access token narrowed to a smaller requested scope."""
+        scope = self.request.payload.scope or refresh_token.get_scope()
+        pair = self.request.authgate_pair  # type: ignore[attr-defined]
+        pair = issuance.narrowed(pair, user, scope)
+        return issuance.token_response(pair, scope, include_refresh_token=True)
+
+    def revoke_old_credential(self, refresh_token: issuance.IssuedRefreshToken) -> None:
+        """Nothing left to do: the rotation spent the old token."""
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):

@@ -20,7 +20,6 @@ from authgate.auth import REALM
 from authgate.errors import InsufficientScope, InvalidBearerToken, InvalidToken
 from authgate.extensions import db
 from authgate.models import OAuthClient, User
-from authgate.oauth import issuance
 
 
 class AccessToken(TokenMixin):
@@ -61,8 +60,8 @@ class AccessToken(TokenMixin):
         return False
 
     def is_revoked(self) -> bool:
-        """True when the token, its grant or its user's tokens were revoked."""
-        return issuance.is_revoked(self.claims)
+        """Revocation (token, grant, user) was checked with the signature."""
+        return False
 
     def get_user(self) -> User | None:
         """The person the client acts for; None for client-credentials tokens."""

@@ -31,6 +31,7 @@ from authgate.oauth.grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
     OpenIDCode,
+    RefreshTokenGrant,
     S256CodeChallenge,
 )
 
@@ -58,9 +59,10 @@ class Issuer(IssuerParameter):
 
 
 def _access_token(client: OAuthClient, grant_type: str, user: User | None, scope: str) -> str:
-    return tokens.issue_delegated_access_token(
-        client.client_id, user, scope or "", settings().access_token_ttl
-    ).token
+    """Client credentials only: grants with a person issue through their token family."""
+    if user is not None:
+        raise RuntimeError(f"{grant_type} tokens are issued by the grant's token family")
+    return tokens.issue_client_access_token(client.client_id, scope or "").token
 
 
 def _expires_in(client: OAuthClient, grant_type: str) -> int:
@@ -103,6 +105,7 @@ def create_server(app: Flask, protector: ResourceProtector) -> AuthorizationServ
         "client_secret_post", _audited("client_secret_post", authenticate_client_secret_post)
     )
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode()])
+    server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)
     server.register_extension(Issuer())
     server.register_endpoint(RevocationEndpoint)

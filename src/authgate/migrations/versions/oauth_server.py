@@ -1,7 +1,7 @@
 """oauth clients, authorization codes, consents
 
 Revision ID: oauth
-Revises: 0001
+Revises: lifecycle
 Create Date: 2026-11-28
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "oauth"
-down_revision = "0001"
+down_revision = "lifecycle"
 branch_labels = None
 depends_on = None
 
@@ -47,6 +47,7 @@ def upgrade() -> None:
         sa.Column("code_challenge", sa.String(length=128), nullable=False),
         sa.Column("code_challenge_method", sa.String(length=8), nullable=False),
         sa.Column("consent_id", sa.Integer(), nullable=True),
+        sa.Column("family_id", sa.String(length=64), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("expires_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("used_at", sa.DateTime(timezone=True), nullable=True),
@@ -62,6 +63,12 @@ def upgrade() -> None:
             name=op.f("fk_oauth_authorization_codes_user_id_users"),
             ondelete="CASCADE",
         ),
+        sa.ForeignKeyConstraint(
+            ["family_id"],
+            ["token_families.id"],
+            name=op.f("fk_oauth_authorization_codes_family_id_token_families"),
+            ondelete="SET NULL",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_oauth_authorization_codes")),
         sa.UniqueConstraint("code_digest", name=op.f("uq_oauth_authorization_codes_code_digest")),
     )
@@ -71,6 +78,9 @@ def upgrade() -> None:
         )
         batch_op.create_index(
             batch_op.f("ix_oauth_authorization_codes_expires_at"), ["expires_at"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_oauth_authorization_codes_family_id"), ["family_id"], unique=False
         )
 
     op.create_table(
@@ -111,6 +121,7 @@ def downgrade() -> None:
 
     op.drop_table("oauth_consents")
     with op.batch_alter_table("oauth_authorization_codes", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_oauth_authorization_codes_family_id"))
         batch_op.drop_index(batch_op.f("ix_oauth_authorization_codes_expires_at"))
         batch_op.drop_index(batch_op.f("ix_oauth_authorization_codes_client_id"))
 
