@@ -47,7 +47,11 @@ pytestmark = pytest.mark.server
 @pytest.fixture
 def oauth_server(start_server: Any) -> Server:
     """A real AuthGate over plain HTTP on loopback, with the user miguel registered."""
-    server = start_server(env={"AUTHGATE_INSECURE_COOKIES": "1"})
+    # Revocation cache 0: every worker sees a revocation at once, so the flow can assert
+    # right after revoking (propagation within 1 s is the lifecycle tests' subject).
+    server = start_server(
+        env={"AUTHGATE_INSECURE_COOKIES": "1", "AUTHGATE_REVOCATION_CACHE_MS": "0"}
+    )
     response = httpx.post(
         f"{server.url}/api/users", json={"username": "miguel", "password": PASSWORD}
     )
