@@ -368,3 +368,23 @@ def test_logout_ends_the_session(page_client: FlaskClient, user: User) -> None:
     _, challenge = pkce()
     response = page_client.get(authorize_path(registration.client.client_id, challenge))
     assert response.headers["Location"].startswith("/login")
+
+
+def test_logout_everywhere_also_ends_the_page_session(
+    page_client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DELETE /api/users/me/tokens (logout everywhere) logs the person out of the pages too."""
+    from authgate import clock
+    from tests.oauth_support import basic
+
+    registration = register()
+    login(page_client)
+    now = clock.timestamp()
+    monkeypatch.setattr(clock, "timestamp", lambda: now + 5)
+    assert (
+        page_client.delete("/api/users/me/tokens", headers=basic("miguel", PASSWORD)).status_code
+        == 204
+    )
+    _, challenge = pkce()
+    response = page_client.get(authorize_path(registration.client.client_id, challenge))
+    assert response.status_code == 303 and response.headers["Location"].startswith("/login")

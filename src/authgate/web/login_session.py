@@ -43,7 +43,8 @@ def log_out() -> None:
 
 
 def current() -> Person | None:
-    """The logged-in person, or None if nobody is, the login is too old, or the user is gone."""
+    """The logged-in person; None if nobody is, the login is too old, or the user is gone,
+    disabled, or logged out everywhere after this login."""
     user_id = session.get(USER_KEY)
     auth_time = session.get(AUTH_TIME_KEY)
     if not isinstance(user_id, int) or not isinstance(auth_time, int):
@@ -52,10 +53,16 @@ def current() -> Person | None:
         session.clear()
         return None
     user = db.session.get(User, user_id)
-    if user is None:
+    if user is None or user.is_disabled or _logged_out_everywhere(user, auth_time):
         session.clear()
         return None
     return Person(user=user, auth_time=auth_time)
+
+
+def _logged_out_everywhere(user: User, auth_time: int) -> bool:
+    """True when the user ended every session (``DELETE /api/users/me/tokens``) since."""
+    valid_after = user.tokens_valid_after
+    return valid_after is not None and auth_time < valid_after.timestamp()
 
 
 def take_fresh_login() -> bool:
