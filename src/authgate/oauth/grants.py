@@ -1,7 +1,8 @@
 """Authlib's grant classes, configured for the OAuth 2.1 profile.
 
-Only storage hooks are written here; the grant logic (validation, error codes, PKCE
-comparison, token response) is Authlib's.
+Only Authlib's storage hooks are written here, plus the hand-over to the token-lifecycle
+machinery (a redeemed code starts a token family, a refresh rotates it); the grant logic
+(request validation, client checks, error codes, PKCE comparison, OIDC) is Authlib's.
 """
 
 from __future__ import annotations

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.oauth2 import OAuth2Error
@@ -72,27 +73,28 @@ def logout() -> Response:
 def authorize() -> Response:
     """The authorization endpoint (RFC 6749 3.1): login, then consent, then the redirect.
 
-    Errors that cannot be sent safely to the client (unknown client, unregistered
-    redirect URI) are shown on a page and never redirected.
+    Authlib validates the request; errors that cannot be sent safely to the client
+    (unknown client, unregistered redirect URI) are shown on a page, never redirected.
+    GET shows the consent page (or skips it for a remembered consent); POST is the answer.
     """
-    server = oauth.authorization_server()
     person = login_session.current()
     try:
-        grant = server.get_consent_grant(end_user=person.user if person else None)
+        grant = oauth.authorization_server().get_consent_grant(
+            end_user=person.user if person else None
+        )
     except OAuth2Error as error:
         return _refused(error)
     fresh = login_session.take_fresh_login() if request.method == "GET" else True
     if person is None or (grant.prompt == "login" and not fresh):
         return redirect(url_for("web.login", next=request.full_path), code=303)
-    client, scope = grant.client, grant.request.scope or ""
     if request.method == "POST":
-        if request.form.get("decision") == "allow":
-            consent = consents.remember(person.user.id, client.client_id, scope)
-            return _approve(grant, person, consent.id)
-        audit.record(
-            "oauth.authorization.denied", user_id=person.user.id, client_id=client.client_id
-        )
-        return server.create_authorization_response(grant=grant, grant_user=None)
+        return _decided(grant, person, request.form.get("decision") == "allow")
+    return _ask(grant, person)
+
+
+def _ask(grant: Any, person: login_session.Person) -> Response:
+    """Show the consent page, unless a remembered consent covers the request."""
+    client, scope = grant.client, grant.request.scope or ""
     consent = consents.find_covering(person.user.id, client.client_id, scope)
     prompt = (request.args.get("prompt") or "").split()
     if consent is not None and "consent" not in prompt:
@@ -109,16 +111,23 @@ def authorize() -> Response:
     )
 
 
-def _approve(grant: object, person: login_session.Person, consent_id: int) -> Response:
+def _decided(grant: Any, person: login_session.Person, allowed: bool) -> Response:
+    """Allow: remember the consent and issue a code. Deny: ``access_denied`` to the client."""
+    client_id = grant.client.client_id
+    if allowed:
+        consent = consents.remember(person.user.id, client_id, grant.request.scope or "")
+        return _approve(grant, person, consent.id)
+    audit.record("oauth.authorization.denied", user_id=person.user.id, client_id=client_id)
+    return oauth.authorization_server().create_authorization_response(grant=grant, grant_user=None)
+
+
+def _approve(grant: Any, person: login_session.Person, consent_id: int) -> Response:
     approval = Approval(user=person.user, auth_time=person.auth_time, consent_id=consent_id)
     audit.record(
-        "oauth.authorization.granted",
-        user_id=person.user.id,
-        client_id=grant.client.client_id,  # type: ignore[attr-defined]
+        "oauth.authorization.granted", user_id=person.user.id, client_id=grant.client.client_id
     )
-    return oauth.authorization_server().create_authorization_response(
-        grant=grant, grant_user=approval
-    )
+    server = oauth.authorization_server()
+    return server.create_authorization_response(grant=grant, grant_user=approval)
 
 
 def _refused(error: OAuth2Error) -> Response:
