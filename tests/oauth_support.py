@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import base64
+import json
+import os
 import re
 import secrets
+import subprocess
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
+import httpx
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
@@ -14,6 +19,7 @@ from werkzeug.test import TestResponse
 from authgate import clients
 from authgate.clients import Registration
 from tests.conftest import PASSWORD
+from tests.support import AUTHGATE, TEST_SECRET, Server
 
 CALLBACK = "http://127.0.0.1:8000/callback"
 ALL_SCOPES = "openid profile resource:read"
@@ -140,3 +146,38 @@ def full_flow(client: FlaskClient, registration: Registration, **params: str) ->
     response = exchange(client, registration, callback["code"], verifier)
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()
+
+
+def create_client(server: Server, *args: str) -> dict[str, Any]:
+    """``authgate client create ... --json`` against the server's database."""
+    env = {
+        **os.environ,
+        "AUTHGATE_ENV": "testing",
+        "AUTHGATE_SECRET_KEY": TEST_SECRET,
+        "AUTHGATE_DATABASE_URL": server.database_url,
+        "AUTHGATE_INSTANCE_PATH": str(server.instance),
+    }
+    result = subprocess.run(
+        [AUTHGATE, "client", "create", *args, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(result.stdout)
+
+
+def approve_over_http(server: Server, client_id: str, challenge: str) -> str:
+    """Log in and press Allow with plain HTTP requests (no browser); the ``code``."""
+    with httpx.Client(base_url=server.url, timeout=30) as web:
+        page = web.get("/login")
+        web.post(
+            "/login",
+            data={"csrf_token": csrf_token(page.text), "username": "miguel", "password": PASSWORD},
+        )
+        path = authorize_path(client_id, challenge)
+        consent = web.get(path)
+        answer = web.post(path, data={"csrf_token": csrf_token(consent.text), "decision": "allow"})
+    assert answer.status_code == 302, answer.text
+    query = parse_qs(urlsplit(answer.headers["Location"]).query)
+    return query["code"][0]

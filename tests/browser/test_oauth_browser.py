@@ -7,10 +7,7 @@ screenshot of every page lands in ``test-artifacts/``.
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +23,8 @@ from joserfc.jwk import KeySet
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.conftest import PASSWORD
-from tests.support import AUTHGATE, TEST_SECRET, Server, free_port
+from tests.oauth_support import create_client
+from tests.support import Server, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -68,25 +66,6 @@ def browser() -> Iterator[Browser]:
             yield chromium
         finally:
             chromium.close()
-
-
-def create_client(server: Server, *args: str) -> dict[str, Any]:
-    """``authgate client create ... --json`` against the server's database."""
-    env = {
-        **os.environ,
-        "AUTHGATE_ENV": "testing",
-        "AUTHGATE_SECRET_KEY": TEST_SECRET,
-        "AUTHGATE_DATABASE_URL": server.database_url,
-        "AUTHGATE_INSTANCE_PATH": str(server.instance),
-    }
-    result = subprocess.run(
-        [AUTHGATE, "client", "create", *args, "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)
 
 
 def session_for(server: Server, registration: dict[str, Any], callback: str) -> OAuth2Session:
