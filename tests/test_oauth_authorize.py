@@ -76,7 +76,9 @@ def test_login_form_without_csrf_token_is_refused(page_client: FlaskClient, user
     page_client.get("/login")
     response = page_client.post("/login", data={"username": "miguel", "password": PASSWORD})
     assert response.status_code == 400
-    assert "CSRF" in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert "This form was not accepted" in html and "CSRF token is missing" in html
+    assert response.headers["X-Frame-Options"] == "DENY"
     assert audit_count("login.succeeded") == 0
 
 

@@ -6,7 +6,8 @@ every page forbids framing and scripts, and nothing on them is cached.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, request
+from flask import Blueprint, Response, make_response, render_template, request
+from flask_wtf.csrf import CSRFError
 
 from authgate.extensions import csrf
 
@@ -32,6 +33,13 @@ def _check_csrf() -> None:
     """Refuse any form submission without a valid CSRF token (400)."""
     if request.method in UNSAFE_METHODS:
         csrf.protect()
+
+
+@bp.errorhandler(CSRFError)
+def _csrf_refused(error: CSRFError) -> Response:
+    """A form without a valid CSRF token (forged, or left open too long): a page, 400."""
+    page = render_template("form_expired.html", reason=error.description)
+    return make_response(page, 400)
 
 
 @bp.after_request
