@@ -27,6 +27,7 @@ from authgate.models import (
     OAuthClient,
     secret_digest,
 )
+from authgate.oauth import issuance
 
 CLIENT_ID_PREFIX = "c_"
 MAX_NAME_LENGTH = 128
@@ -163,14 +164,12 @@ def list_all() -> list[OAuthClient]:
 def delete_client(client_id: str) -> None:
     """Remove a client with its codes and consents; its tokens stop working."""
     client = get(client_id)
-    from authgate.oauth import issuance
-
-    issuance.revoke_client(client.client_id)
+    revoked = issuance.revoke_client(client.client_id)
     db.session.execute(delete(AuthorizationCode).where(AuthorizationCode.client_id == client_id))
     db.session.execute(delete(Consent).where(Consent.client_id == client_id))
     db.session.delete(client)
     db.session.commit()
-    audit.record("oauth.client.deleted", client_id=client_id)
+    audit.record("oauth.client.deleted", client_id=client_id, revoked_grants=revoked)
 
 
 def rotate_secret(client_id: str) -> Registration:

@@ -15,6 +15,7 @@ from authgate import audit, clients, clock
 from authgate.errors import NotFound
 from authgate.extensions import db
 from authgate.models import Consent
+from authgate.oauth import issuance
 
 
 def normalized(scope: str) -> str:
@@ -76,8 +77,6 @@ def withdraw(user_id: int, consent_id: int | None = None) -> int:
 
     Returns how many consents were withdrawn; raises NotFound for an unknown ``consent_id``.
     """
-    from authgate.oauth import issuance
-
     query = select(Consent).where(Consent.user_id == user_id)
     if consent_id is not None:
         query = query.where(Consent.id == consent_id)

@@ -38,11 +38,13 @@ class RevocationEndpoint(_RevocationEndpoint):
         """Revoke ``token`` (and, for a refresh token, everything issued under its grant)."""
         issuance.revoke(token)
         audit.record(
-            "oauth.token.revoked",
+            "token.revoked",
             user_id=token.user_id,
             client_id=request.client.client_id,
+            how="oauth_revocation",
             token_type=token.token_type,
             jti=token.jti,
+            family_id=token.family_id,
         )
 
 

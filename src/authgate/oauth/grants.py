@@ -38,10 +38,6 @@ class Approval:
     auth_time: int
     consent_id: int | None = None
 
-    def get_user_id(self) -> int:
-        """The user's id (Authlib's user interface)."""
-        return self.user.id
-
 
 def user_info(user: User, scope: str) -> UserInfo:
     """OIDC claims about ``user`` that ``scope`` allows: ``sub``; ``profile`` adds the name."""

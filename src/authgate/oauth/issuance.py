@@ -45,6 +45,12 @@ class IssuedAccessToken:
         return str(self.claims["jti"])
 
     @property
+    def family_id(self) -> str | None:
+        """The grant (token family) of the token; None for client-credentials tokens."""
+        sid = self.claims.get("sid")
+        return sid if isinstance(sid, str) else None
+
+    @property
     def user_id(self) -> int | None:
         """The person the token acts for; None for client-credentials tokens."""
         sub = str(self.claims["sub"])
@@ -101,6 +107,11 @@ class IssuedRefreshToken:
     def user_id(self) -> int:
         """The person the grant belongs to."""
         return self.family.user_id
+
+    @property
+    def family_id(self) -> str:
+        """The grant (token family) the refresh token belongs to."""
+        return self.family.id
 
     def check_client(self, client: OAuthClient) -> bool:
         """True when the grant was issued to ``client``."""
