@@ -8,7 +8,8 @@ from flask import current_app
 
 from authgate.config import Settings
 from authgate.keys import KeyCache
-from authgate.passwords import Hasher, PasswordPolicy
+from authgate.passwords import Hasher, HashingSlots, PasswordPolicy
+from authgate.throttle import Throttle
 
 
 @dataclass
@@ -18,6 +19,10 @@ class AppState:
     settings: Settings
     hasher: Hasher
     password_policy: PasswordPolicy
+    # The one throttle of every credential check (counters in Redis or memory).
+    throttle: Throttle
+    # Bounds concurrent argon2 work in this worker process.
+    hashing_slots: HashingSlots
     keys: KeyCache = field(default_factory=KeyCache)
 
 
