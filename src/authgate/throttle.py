@@ -91,11 +91,17 @@ class Throttle:
         self.memory = MemoryStorage()
         self.redis: Storage | None = None
         if settings.redis_url and self.enabled:
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
             self.redis = storage_from_string(
                 settings.redis_url,
                 key_prefix=f"{settings.redis_prefix}ratelimit",
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+                # One immediate retry replaces a connection a Redis restart broke; no
+                # backoff, so an outage costs milliseconds before memory takes over.
+                retry=Retry(NoBackoff(), 1),
             )
         pepper_source = b"authgate throttle\0" + settings.secret_key.encode()
         self._pepper = hashlib.sha256(pepper_source).digest()
@@ -117,13 +123,13 @@ class Throttle:
             down_since = self._redis_down_since
             if down_since is None:
                 return self.redis
-            if clock.monotonic() - down_since < RECHECK_SECONDS:
+            if clock.timestamp() - down_since < RECHECK_SECONDS:
                 return self.memory
             if self.redis.check():
                 self._redis_down_since = None
                 log.warning("rate-limit storage: Redis reachable again; using it")
                 return self.redis
-            self._redis_down_since = clock.monotonic()
+            self._redis_down_since = clock.timestamp()
             return self.memory
 
     def _run(self, operation: _Operation) -> object:
@@ -136,7 +142,7 @@ class Throttle:
             if not isinstance(exc, self.redis.base_exceptions):
                 raise
             with self._lock:
-                self._redis_down_since = clock.monotonic()
+                self._redis_down_since = clock.timestamp()
             log.warning(
                 "rate-limit storage: Redis unreachable (%s); falling back to per-process memory",
                 type(exc).__name__,
