@@ -161,10 +161,10 @@ def test_no_more_than_max_failures_are_ever_checked(
 
 @pytest.mark.server
 def test_address_limit_counts_failures_across_accounts_and_ignores_spoofed_xff(
-    start_server: Callable[..., Server],
+    start_server: Callable[..., Server], test_clock: TestClock
 ) -> None:
     """30 failures a minute from one address, any names, then 429; X-Forwarded-For is ignored."""
-    server = start_server(workers=1)
+    server = start_server(env=test_clock.env(), workers=1)  # frozen: one minute window
     with server.client() as http:
         statuses = [login(http, f"user{n}", WRONG).status_code for n in range(30)]
         assert statuses == [401] * 30
@@ -176,10 +176,11 @@ def test_address_limit_counts_failures_across_accounts_and_ignores_spoofed_xff(
 
 @pytest.mark.server
 def test_trusted_proxy_forwarded_address_is_used_and_cannot_be_split(
-    start_server: Callable[..., Server],
+    start_server: Callable[..., Server], test_clock: TestClock
 ) -> None:
     """Behind a trusted proxy the last X-Forwarded-For hop is the client; forgeries don't split."""
-    server = start_server(env={"AUTHGATE_TRUSTED_PROXIES": "127.0.0.2"}, workers=1)
+    env = {**test_clock.env(), "AUTHGATE_TRUSTED_PROXIES": "127.0.0.2"}
+    server = start_server(env=env, workers=1)
     proxy = httpx.Client(
         base_url=server.url, transport=httpx.HTTPTransport(local_address="127.0.0.2"), timeout=30
     )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -83,6 +85,18 @@ def import_users(source_url: str, table: str, dry_run: bool) -> None:
         click.echo(line)
 
 
+@contextlib.contextmanager
+def _app_context(**defaults: Any) -> Iterator[Flask]:
+    """An app context whose database connections are closed when the command ends."""
+    app = _app(**defaults)
+    with app.app_context():
+        try:
+            yield app
+        finally:
+            db.session.remove()
+            db.engine.dispose()
+
+
 def _parse_since(value: str | None) -> dt.datetime | None:
     """``--since``: an ISO 8601 time (UTC if no offset) or an age like ``30m``, ``2h``, ``7d``."""
     if not value:
@@ -118,7 +132,7 @@ def audit_command(
     user: str | None, event: str | None, since: str | None, limit: int, as_json: bool
 ) -> None:
     """Read the audit log, newest first."""
-    with _app().app_context():
+    with _app_context():
         user_id = _resolve_user(user)
         rows = audit.query(user_id=user_id, event=event, since=_parse_since(since), limit=limit)
         for row in rows:
@@ -143,8 +157,7 @@ def throttle_group() -> None:
 @click.argument("username")
 def throttle_reset(username: str) -> None:
     """Clear USERNAME's failure streak (unlock after the hard cap of failures)."""
-    app = _app()
-    with app.app_context():
+    with _app_context():
         throttle.reset(accounts.throttle_account(username))
         user = accounts.find_by_username(username)
         audit.record("throttle.reset", user_id=user.id if user else None)
