@@ -1,4 +1,4 @@
-"""The ``authgate`` command: serve, db, import-users."""
+"""The ``authgate`` command: serve, db, import-users, audit, throttle."""
 
 from __future__ import annotations
 
@@ -26,6 +26,18 @@ def _app(**defaults: Any) -> Flask:
         # Exactly one line, on stderr, whatever logging is configured.
         click.echo(f"authgate: refusing to start: {exc}", err=True)
         sys.exit(2)
+
+
+@contextlib.contextmanager
+def _app_context(**defaults: Any) -> Iterator[Flask]:
+    """An app context for a one-shot command; database connections closed afterwards."""
+    app = _app(**defaults)
+    with app.app_context():
+        try:
+            yield app
+        finally:
+            db.session.remove()
+            db.engine.dispose()
 
 
 @click.group()
@@ -59,7 +71,7 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
-    with _app().app_context():
+    with _app_context():
         database.upgrade()
         click.echo(f"database at revision {database.current_revision()}")
 
@@ -67,7 +79,7 @@ def db_upgrade() -> None:
 @db_group.command("current")
 def db_current() -> None:
     """Print the database's current revision."""
-    with _app().app_context():
+    with _app_context():
         click.echo(database.current_revision() or "none")
 
 
@@ -77,24 +89,12 @@ def db_current() -> None:
 @click.option("--dry-run", is_flag=True, help="Report what would be imported; write nothing.")
 def import_users(source_url: str, table: str, dry_run: bool) -> None:
     """Import users (keeping ids and password hashes) from a REST-auth style database."""
-    with _app().app_context():
+    with _app_context():
         database.upgrade()
         rows = importer.read_source(source_url, table)
         report = importer.import_users(rows, dry_run=dry_run)
     for line in report.lines():
         click.echo(line)
-
-
-@contextlib.contextmanager
-def _app_context(**defaults: Any) -> Iterator[Flask]:
-    """An app context whose database connections are closed when the command ends."""
-    app = _app(**defaults)
-    with app.app_context():
-        try:
-            yield app
-        finally:
-            db.session.remove()
-            db.engine.dispose()
 
 
 def _parse_since(value: str | None) -> dt.datetime | None:

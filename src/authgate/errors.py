@@ -6,10 +6,11 @@ so no error ever reaches a client as an HTML page or a traceback.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
-from flask import Flask, Response, json
+from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,10 @@ def problem(
     """Build an RFC 9457 problem response."""
     body = {"type": type_, "title": title, "status": status, "detail": detail, **extra}
     response = Response(
-        json.dumps(body), status=status, mimetype="application/problem+json", headers=headers
+        json.dumps(body, separators=(",", ":")),
+        status=status,
+        mimetype="application/problem+json",
+        headers=headers,
     )
     return response
 
