@@ -12,10 +12,7 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 
-from authgate import clock, passwords
 from tests.conftest import PASSWORD
 from tests.support import RedisServer, Server, TestClock
 
@@ -337,89 +334,3 @@ def test_queued_hashing_waits_instead_of_failing(start_server: Callable[..., Ser
                 pool.map(lambda _: login(http, "miguel", PASSWORD).status_code, range(16))
             )
     assert statuses == [200] * 16
-
-
-# -- in-process: fast checks of the rules with a monkeypatched clock ----------------
-
-
-@pytest.fixture
-def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
-    """Freeze authgate.clock; the returned function moves it forward."""
-    now = [clock.timestamp()]
-    monkeypatch.setattr(clock, "timestamp", lambda: now[0])
-
-    def advance(seconds: float) -> None:
-        now[0] += seconds
-
-    return advance
-
-
-def basic(client: FlaskClient, username: str, password: str) -> int:
-    """GET /api/token in-process; the status code."""
-    return client.get("/api/token", auth=(username, password)).status_code
-
-
-def test_hundred_consecutive_failures_is_the_default_cap(
-    client: FlaskClient, user, frozen_clock: Callable[[float], None]
-) -> None:  # noqa: ANN001
-    """With default settings exactly 100 consecutive failures are ever checked."""
-    checked = 0
-    for _ in range(130):
-        frozen_clock(3601)
-        checked += basic(client, "miguel", WRONG) == 401
-    assert checked == 100
-    frozen_clock(3601)
-    assert basic(client, "miguel", PASSWORD) == 429
-
-
-def test_throttle_refuses_before_any_hashing(
-    client: FlaskClient, user, monkeypatch: pytest.MonkeyPatch
-) -> None:  # noqa: ANN001
-    """A throttled request never reaches argon2."""
-    for _ in range(5):
-        basic(client, "miguel", WRONG)
-    calls: list[str] = []
-    hasher = passwords.hasher()
-    monkeypatch.setattr(hasher, "verify_argon2", lambda e, p: calls.append(e) or False)
-    assert basic(client, "miguel", PASSWORD) == 429
-    assert calls == []
-
-
-def test_usernames_are_throttled_after_normalisation(client: FlaskClient, user) -> None:  # noqa: ANN001
-    """MIGUEL and full-width ｍｉｇｕｅｌ count against the same account as miguel."""
-    for name in ("miguel", "MIGUEL", "Miguel", "\uff4d\uff49\uff47\uff55\uff45\uff4c", "miguel"):
-        assert basic(client, name, WRONG) == 401
-    assert basic(client, "miguel", PASSWORD) == 429
-
-
-def test_throttle_events_are_audited(client: FlaskClient, user, app: Flask) -> None:  # noqa: ANN001
-    """A refused check is recorded as login.throttled with the account's user id."""
-    from authgate import audit
-
-    for _ in range(6):
-        basic(client, "miguel", WRONG)
-    events = audit.query(event="login.throttled")
-    assert [(e.user_id, e.detail["retry_after"]) for e in events] == [(user.id, 30)]
-
-
-def test_guard_counts_client_secret_failures_separately_from_users(
-    app: Flask, user, frozen_clock: Callable[[float], None]
-) -> None:  # noqa: ANN001
-    """The public guard throttles client secrets, apart from users of the same name."""
-    from authgate import throttle
-    from authgate.errors import InvalidCredentials, Throttled
-
-    with app.test_request_context():
-        for _ in range(5):
-            with pytest.raises(InvalidCredentials), throttle.guard("client:miguel"):
-                raise InvalidCredentials("bad client secret")
-        with pytest.raises(Throttled) as refused, throttle.guard("client:miguel"):
-            pytest.fail("the block must not run while throttled")
-        assert refused.value.retry_after == 30
-        with throttle.guard("user:miguel") as attempt:
-            assert attempt.failures == 0
-        frozen_clock(30)
-        with throttle.guard("client:miguel") as attempt:
-            assert attempt.failures == 5
-        with throttle.guard("client:miguel") as attempt:
-            assert attempt.failures == 0
