@@ -19,6 +19,7 @@ from tests.support import (
     RedisServer,
     Server,
     TestClock,
+    delete_redis_keys,
     isolated_database,
 )
 
@@ -137,8 +138,10 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_prefix() -> str:
-    """A random key prefix, so tests sharing one Redis never see each other's keys."""
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A random key prefix, so tests sharing one Redis never meet; its keys go at teardown."""
     import secrets
 
-    return f"test-{secrets.token_hex(6)}:"
+    prefix = f"test-{secrets.token_hex(6)}:"
+    yield prefix
+    delete_redis_keys(redis_url, prefix)

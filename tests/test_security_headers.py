@@ -45,3 +45,40 @@ def test_cors_config_refuses_wildcards_null_and_non_origins(tmp_path: Path, orig
         Settings.from_env(
             {"AUTHGATE_CORS_ORIGINS": origins, "AUTHGATE_INSTANCE_PATH": str(tmp_path)}
         )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("AUTHGATE_TRUSTED_PROXIES", "not-an-address", "TRUSTED_PROXIES"),
+        ("AUTHGATE_RATELIMIT_ADDRESS", "lots per day", "RATELIMIT_ADDRESS"),
+        ("AUTHGATE_RATELIMIT_ACCOUNT_MAX_WAIT", "0", "RATELIMIT_ACCOUNT_MAX_WAIT"),
+        ("AUTHGATE_RATELIMIT", "maybe", "AUTHGATE_RATELIMIT must be 0 or 1"),
+        ("AUTHGATE_HASH_MEMORY_MIB", "0", "HASH_MEMORY_MIB"),
+    ],
+)
+def test_hardening_settings_are_validated(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    """Malformed throttle, proxy and hashing settings stop the start with a message naming them."""
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({variable: value, "AUTHGATE_INSTANCE_PATH": str(tmp_path)})
+
+
+def test_hardening_settings_parse(tmp_path: Path) -> None:
+    """Booleans, limit strings, proxy networks and origins are read from AUTHGATE_* variables."""
+    settings = Settings.from_env(
+        {
+            "AUTHGATE_INSTANCE_PATH": str(tmp_path),
+            "AUTHGATE_RATELIMIT": "off",
+            "AUTHGATE_HSTS": "1",
+            "AUTHGATE_TRUSTED_PROXIES": "10.0.0.0/8, ::1",
+            "AUTHGATE_CORS_ORIGINS": "https://a.example.com, http://localhost:3000",
+            "AUTHGATE_RATELIMIT_PAIR": "3/minute;10/hour",
+        }
+    )
+    assert settings.ratelimit is False
+    assert settings.hsts is True
+    assert [str(n) for n in settings.trusted_proxy_networks] == ["10.0.0.0/8", "::1/128"]
+    assert settings.cors_origin_list == ["https://a.example.com", "http://localhost:3000"]
+    assert settings.ratelimit_pair == "3/minute;10/hour"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
 
 import pytest
 from flask import Flask
@@ -10,8 +11,27 @@ from flask.testing import FlaskClient
 
 from authgate import clock, passwords
 from tests.conftest import PASSWORD
+from tests.support import REDIS_URL, delete_redis_keys
 
 WRONG = "wrong password, but long enough"
+
+
+@pytest.fixture
+def settings_overrides() -> Iterator[dict[str, object]]:
+    """On the PostgreSQL + Redis run, these tests count in Redis (a random prefix each)."""
+    if not REDIS_URL:
+        yield {}
+        return
+    prefix = f"test-{secrets.token_hex(6)}:"
+    yield {"redis_url": REDIS_URL, "redis_prefix": prefix}
+    delete_redis_keys(REDIS_URL, prefix)
+
+
+def test_throttle_uses_redis_when_configured(app: Flask) -> None:
+    """With AUTHGATE_REDIS_URL the counters live in Redis, otherwise in this process."""
+    throttle = app.extensions["authgate"].throttle
+    assert (throttle.redis is not None) == bool(REDIS_URL)
+    assert throttle.storage() is (throttle.redis or throttle.memory)
 
 
 @pytest.fixture
