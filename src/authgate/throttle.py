@@ -40,10 +40,11 @@ import math
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from flask import current_app, has_request_context, request
 from limits import RateLimitItem, RateLimitItemPerSecond, parse_many
-from limits.storage import MemoryStorage, Storage, storage_from_string
+from limits.storage import MemoryStorage, RedisStorage, Storage
 from limits.strategies import FixedWindowRateLimiter
 
 from authgate import audit, clock
@@ -60,7 +61,7 @@ REDIS_TIMEOUT_SECONDS = 0.5
 GRACE_SECONDS = 60
 
 
-_Operation = Callable[[Storage, FixedWindowRateLimiter], object]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -94,14 +95,15 @@ class Throttle:
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
-            self.redis = storage_from_string(
+            self.redis = RedisStorage(
                 settings.redis_url,
                 key_prefix=f"{settings.redis_prefix}ratelimit",
                 socket_timeout=REDIS_TIMEOUT_SECONDS,
                 socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
                 # One immediate retry replaces a connection a Redis restart broke; no
                 # backoff, so an outage costs milliseconds before memory takes over.
-                retry=Retry(NoBackoff(), 1),
+                # (limits types its pass-through options too narrowly for a Retry.)
+                retry=Retry(NoBackoff(), 1),  # type: ignore[arg-type]
             )
         pepper_source = b"authgate throttle\0" + settings.secret_key.encode()
         self._pepper = hashlib.sha256(pepper_source).digest()
@@ -132,7 +134,8 @@ class Throttle:
             self._redis_down_since = clock.timestamp()
             return self.memory
 
-    def _run(self, operation: _Operation) -> object:
+    def _run(self, operation: Callable[[Storage, FixedWindowRateLimiter], T]) -> T:
+        """Run ``operation`` on Redis, or on memory when Redis is down (switching on error)."""
         storage = self.storage()
         try:
             return operation(storage, FixedWindowRateLimiter(storage))
@@ -157,8 +160,12 @@ class Throttle:
         return digest.hexdigest()[:32]
 
     def _windows(self, who: str, address: str) -> list[tuple[RateLimitItem, tuple[str, ...]]]:
-        by_address = [(item, ("addr", address)) for item in self.address_limits]
-        by_pair = [(item, ("pair", who, address)) for item in self.pair_limits]
+        by_address: list[tuple[RateLimitItem, tuple[str, ...]]] = [
+            (item, ("addr", address)) for item in self.address_limits
+        ]
+        by_pair: list[tuple[RateLimitItem, tuple[str, ...]]] = [
+            (item, ("pair", who, address)) for item in self.pair_limits
+        ]
         return by_address + by_pair
 
     @staticmethod
@@ -201,13 +208,14 @@ class Throttle:
                 retry = max(retry, last + self._wait_after(failures) - now)
                 # One check per unlock: a burst that arrives the moment a wait ends
                 # gets a single try, so the cap on checked failures holds exactly.
-                if retry <= 0 and not limiter.hit(self.ticket, who, failures, int(last * 1000)):
+                ticket = (who, str(failures), str(int(last * 1000)))
+                if retry <= 0 and not limiter.hit(self.ticket, *ticket):
                     retry = 1
             if retry > 0:
                 raise Throttled(math.ceil(retry))
             return failures
 
-        return int(self._run(operation))  # type: ignore[call-overload]
+        return self._run(operation)
 
     def record_failure(self, account: str, address: str) -> None:
         """Count a failed check against the address, the pair and the account's streak."""
