@@ -56,6 +56,13 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     from authgate.server import run
 
     app = _app(issuer=f"http://{host}:{port}")
+    settings = app.extensions["authgate"].settings
+    if settings.ratelimit and not settings.redis_url and workers > 1:
+        logging.getLogger("authgate").warning(
+            "rate limits are counted per worker process (%d workers, no AUTHGATE_REDIS_URL): "
+            "each worker allows the full limit",
+            workers,
+        )
     with app.app_context():
         database.upgrade()
         keys.ensure_active_key()

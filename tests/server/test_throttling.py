@@ -334,3 +334,12 @@ def test_queued_hashing_waits_instead_of_failing(start_server: Callable[..., Ser
                 pool.map(lambda _: login(http, "miguel", PASSWORD).status_code, range(16))
             )
     assert statuses == [200] * 16
+
+
+@pytest.mark.server
+def test_memory_counts_per_worker_are_announced(start_server: Callable[..., Server]) -> None:
+    """Several workers without Redis log that each worker counts alone; one worker does not."""
+    several = start_server(workers=2)
+    single = start_server(workers=1)
+    assert "counted per worker process (2 workers" in several.log()
+    assert "counted per worker process" not in single.log()
