@@ -26,8 +26,8 @@ test: $(VENV)/.installed-dev
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench examples)
+	$(BIN)/ruff format --check src tests $(wildcard bench examples)
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python bench/run.py

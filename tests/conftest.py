@@ -21,13 +21,15 @@ from tests.support import (
     TestClock,
     delete_redis_keys,
     isolated_database,
+    redis_prefix,
 )
 
 PASSWORD = "correct horse battery staple"
 
 
 def make_settings(database_url: str, instance: Path, **overrides: Any) -> Settings:
-    """Settings for an in-process test app (cheapest argon2 profile)."""
+    """Settings for an in-process test app (cheapest argon2 profile; the test Redis, if any,
+    under a prefix of this test's own)."""
     values: dict[str, Any] = {
         "env": "testing",
         "secret_key": TEST_SECRET,
@@ -36,6 +38,8 @@ def make_settings(database_url: str, instance: Path, **overrides: Any) -> Settin
         "issuer": "http://authgate.test",
         "password_hash_profile": "cheapest",
     }
+    if REDIS_URL:
+        values.update(redis_url=REDIS_URL, redis_prefix=redis_prefix(database_url))
     values.update(overrides)
     return Settings(**values).resolved()
 
@@ -138,7 +142,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def redis_prefix(redis_url: str) -> Iterator[str]:
+def own_redis_prefix(redis_url: str) -> Iterator[str]:
     """A random key prefix, so tests sharing one Redis never meet; its keys go at teardown."""
     import secrets
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 import signal
@@ -31,7 +32,21 @@ def on_postgresql() -> bool:
 
 @contextlib.contextmanager
 def isolated_database(tmp: Path) -> Iterator[str]:
-    """A database URL nobody else uses: a SQLite file, or a fresh PostgreSQL schema."""
+    """A database URL nobody else uses: a SQLite file, or a fresh PostgreSQL schema.
+
+    On the Redis run, the keys written under this database's Redis prefix (throttle
+    counters live up to 30 days) are deleted with it, so the shared Redis stays clean.
+    """
+    with _fresh_database(tmp) as url:
+        try:
+            yield url
+        finally:
+            if REDIS_URL:
+                delete_redis_keys(REDIS_URL, redis_prefix(url))
+
+
+@contextlib.contextmanager
+def _fresh_database(tmp: Path) -> Iterator[str]:
     if not DATABASE_URL:
         yield f"sqlite:///{tmp / 'authgate.db'}"
         return
@@ -46,6 +61,19 @@ def isolated_database(tmp: Path) -> Iterator[str]:
         with engine.connect() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
+
+
+def redis_prefix(database_url: str) -> str:
+    """The Redis key prefix of everything using ``database_url``: isolated per test database,
+    shared by the servers (and the app) of one test."""
+    return "t:" + hashlib.sha256(database_url.encode()).hexdigest()[:16] + ":"
+
+
+def redis_env(database_url: str) -> dict[str, str]:
+    """``AUTHGATE_REDIS_*`` for a server on ``database_url`` (empty without a test Redis)."""
+    if not REDIS_URL:
+        return {}
+    return {"AUTHGATE_REDIS_URL": REDIS_URL, "AUTHGATE_REDIS_PREFIX": redis_prefix(database_url)}
 
 
 def free_port() -> int:
@@ -85,6 +113,7 @@ class Server:
             "AUTHGATE_SECRET_KEY": TEST_SECRET,
             "AUTHGATE_DATABASE_URL": self.database_url,
             "AUTHGATE_INSTANCE_PATH": str(self.instance),
+            **redis_env(self.database_url),
             **self.env,
         }
         self.instance.mkdir(parents=True, exist_ok=True)

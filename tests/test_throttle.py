@@ -115,3 +115,42 @@ def test_guard_counts_client_secret_failures_separately_from_users(
             assert attempt.failures == 5
         with throttle.guard("client:miguel") as attempt:
             assert attempt.failures == 0
+
+
+def test_password_change_and_account_deletion_share_the_throttle(
+    client: FlaskClient, user, app: Flask
+) -> None:  # noqa: ANN001
+    """Wrong current passwords on password change and deletion count against the account."""
+    token = client.get("/api/token", auth=("miguel", PASSWORD)).get_json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    change = {"password": WRONG, "new_password": "a brand new passphrase here"}
+    for _ in range(3):
+        assert client.put("/api/users/me/password", json=change, headers=bearer).status_code == 401
+    for _ in range(2):
+        response = client.delete("/api/users/me", json={"password": WRONG}, headers=bearer)
+        assert response.status_code == 401
+    refused = client.delete("/api/users/me", json={"password": PASSWORD}, headers=bearer)
+    assert refused.status_code == 429
+    assert basic(client, "miguel", PASSWORD) == 429
+
+
+def test_password_change_applies_the_password_policy(client: FlaskClient, user) -> None:  # noqa: ANN001
+    """A new password from the common list, or containing the username, is refused with why."""
+    token = client.get("/api/token", auth=("miguel", PASSWORD)).get_json()["token"]
+    bearer = {"Authorization": f"Bearer {token}"}
+    for new, reason in (("1qaz2wsx3edc4rfv", "common"), ("miguel's new password", "username")):
+        body = {"password": PASSWORD, "new_password": new}
+        response = client.put("/api/users/me/password", json=body, headers=bearer)
+        assert response.status_code == 400
+        assert reason in response.get_json()["detail"]
+
+
+def test_disabled_account_right_password_counts_as_a_failure(client: FlaskClient, user) -> None:  # noqa: ANN001
+    """The right password of a disabled account does not reset the streak (no oracle)."""
+    from authgate import accounts
+
+    accounts.set_disabled(user, True)
+    for _ in range(4):
+        assert basic(client, "miguel", WRONG) == 401
+    assert basic(client, "miguel", PASSWORD) == 401
+    assert basic(client, "miguel", WRONG) == 429

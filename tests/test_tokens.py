@@ -189,11 +189,10 @@ def test_wrong_issuer_or_audience_is_refused(client: FlaskClient, user: User, cl
 
 def test_token_of_deleted_user_is_refused(client: FlaskClient, user: User) -> None:
     """A token naming a user who no longer exists grants nothing."""
-    from authgate.extensions import db
+    from authgate import accounts
 
     token = get_token(client)
-    db.session.delete(db.session.get(User, user.id))
-    db.session.commit()
+    accounts.delete(user, PASSWORD)
     assert_refused(client, token)
 
 

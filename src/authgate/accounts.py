@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import math
 import unicodedata
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from authgate import audit, passwords, throttle
+from authgate import audit, clock, passwords, revocation, sessions, throttle
 from authgate.errors import InvalidCredentials, InvalidInput, NotFound, UsernameTaken
 from authgate.extensions import db
 from authgate.models import User
@@ -97,7 +99,12 @@ def authenticate(username: str, password: str) -> User:
             reason = "unknown_user" if user is None else "wrong_password"
             audit.record("login.failed", user_id=user.id if user else None, reason=reason)
             raise InvalidCredentials("Unauthorized Access")
-    assert user is not None
+        assert user is not None
+        # Inside the guard: the right password of a disabled account counts as a failure,
+        # or an unlocked streak would tell an attacker which guess was right.
+        if user.is_disabled:
+            audit.record("login.failed", user_id=user.id, reason="disabled")
+            raise InvalidCredentials("Unauthorized Access")
     new_hash = passwords.upgraded_hash(user.password_hash, password)
     if new_hash is not None:
         user.password_hash = new_hash
@@ -105,3 +112,65 @@ def authenticate(username: str, password: str) -> User:
         audit.record("password.rehashed", user_id=user.id)
     audit.record("login.succeeded", user_id=user.id)
     return user
+
+
+def change_password(
+    user: User, password: object, new_password: object, keep_session: str | None = None
+) -> None:
+    """Replace ``user``'s password after checking the current one (through :func:`authenticate`).
+
+    Revokes every other token of the user: all families but ``keep_session`` (the one the
+    request came with); without one, every token. Raises InvalidCredentials or
+    PasswordRejected.
+    """
+    if not isinstance(password, str):
+        raise InvalidCredentials("Unauthorized Access")
+    authenticate(user.username, password)
+    secret = passwords.check_new_password(new_password, user.username)
+    user.password_hash = passwords.hash_password(secret)
+    db.session.commit()
+    revoked = sessions.revoke_all(user, reason="password_changed", keep=keep_session)
+    audit.record("password.changed", user_id=user.id, revoked_sessions=len(revoked))
+
+
+def logout_everywhere(user: User) -> None:
+    """Revoke every token of ``user`` issued until now, on every device."""
+    revoked = sessions.revoke_all(user, reason="logout_everywhere")
+    audit.record("tokens.revoked_all", user_id=user.id, revoked_sessions=len(revoked))
+
+
+def delete(user: User, password: object) -> None:
+    """Delete ``user`` after checking their password again; every token dies with them.
+
+    Raises InvalidCredentials. Families and refresh tokens go by ``ON DELETE CASCADE``;
+    access tokens are refused through the revocation store before the row goes.
+    """
+    if not isinstance(password, str):
+        raise InvalidCredentials("Unauthorized Access")
+    authenticate(user.username, password)
+    user_id = user.id
+    sessions.revoke_all(user, reason="user_deleted")
+    db.session.delete(user)
+    db.session.commit()
+    audit.record("user.deleted", user_id=user_id)
+
+
+def set_disabled(user: User, disabled: bool) -> None:
+    """Disable (every token refused at once, no login) or re-enable ``user``.
+
+    Re-enabling does not revive anything issued before: sessions were ended on disable.
+    """
+    if disabled:
+        if user.disabled_at is None:
+            user.disabled_at = clock.now()
+            db.session.commit()
+        sessions.revoke_all(user, reason="user_disabled")
+        revocation.revoke_user_tokens(user.id, revocation.DISABLED)
+        audit.record("user.disabled", user_id=user.id)
+        return
+    now = clock.now()
+    user.disabled_at = None
+    user.tokens_valid_after = dt.datetime.fromtimestamp(math.floor(now.timestamp()), dt.UTC)
+    db.session.commit()
+    revocation.revoke_user_tokens(user.id, math.floor(now.timestamp()))
+    audit.record("user.enabled", user_id=user.id)

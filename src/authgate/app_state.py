@@ -9,6 +9,7 @@ from flask import current_app
 from authgate.config import Settings
 from authgate.keys import KeyCache
 from authgate.passwords import Hasher, HashingSlots, PasswordPolicy
+from authgate.revocation import RevocationCache
 from authgate.throttle import Throttle
 
 
@@ -24,6 +25,7 @@ class AppState:
     # Bounds concurrent argon2 work in this worker process.
     hashing_slots: HashingSlots
     keys: KeyCache = field(default_factory=KeyCache)
+    revocation: RevocationCache = field(default_factory=RevocationCache)
 
 
 def state() -> AppState:

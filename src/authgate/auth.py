@@ -6,9 +6,19 @@
   original design: ``curl -u <token>:unused``), then as a username.
 - ``token_auth``: ``Authorization: Bearer <token>`` (RFC 6750).
 - ``multi_auth``: Basic or Bearer, whichever the request sent.
+- ``access_token_auth``: an access token only, as Bearer or as the Basic username
+  (``DELETE /api/token``: the token to revoke is the credential).
+
+A token request is authorised from the verified claims alone (no database query): the
+authenticated object is then a :class:`TokenIdentity`; a password request yields the
+:class:`~authgate.models.User`. :func:`current_identity` returns either;
+:func:`current_user` always returns the database row.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
 
 from flask import Response, g
 from flask_httpauth import HTTPBasicAuth, HTTPTokenAuth, MultiAuth
@@ -18,6 +28,22 @@ from authgate.errors import InvalidCredentials, InvalidToken, problem
 from authgate.extensions import db
 from authgate.models import User
 
+
+@dataclass(frozen=True)
+class TokenIdentity:
+    """Who a verified, unrevoked access token speaks for, read from its claims."""
+
+    id: int
+    username: str
+    claims: dict[str, Any]
+
+    @property
+    def session_id(self) -> str | None:
+        """The token family (``sid``) the token belongs to."""
+        sid = self.claims.get("sid")
+        return sid if isinstance(sid, str) else None
+
+
 REALM = "Authentication Required"
 BASIC_CHALLENGE = f'Basic realm="{REALM}"'
 
@@ -25,18 +51,38 @@ password_auth = HTTPBasicAuth(realm=REALM)
 basic_auth = HTTPBasicAuth(realm=REALM)
 token_auth = HTTPTokenAuth(scheme="Bearer", realm=REALM)
 multi_auth = MultiAuth(basic_auth, token_auth)
+basic_token_auth = HTTPBasicAuth(realm=REALM)
+access_token_auth = MultiAuth(basic_token_auth, token_auth)
 
 
-def user_from_token(token: str) -> User | None:
-    """The live user an access token names, or None if the token or user is invalid."""
+def identity_from_token(token: str) -> TokenIdentity | None:
+    """Who a valid, unrevoked access token names, or None.
+
+    Revocation (including deleted and disabled users) is applied by
+    :func:`authgate.tokens.verify_access_token`; the database is read only for tokens
+    that predate the ``preferred_username`` claim.
+    """
     try:
         claims = tokens.verify_access_token(token)
     except InvalidToken:
         return None
-    user = db.session.get(User, int(claims["sub"])) if claims["sub"].isdigit() else None
-    if user is not None:
-        g.token_claims = claims
-    return user
+    subject = str(claims["sub"])
+    if not subject.isdigit():
+        return None
+    username = claims.get("preferred_username")
+    if not isinstance(username, str):
+        user = db.session.get(User, int(subject))
+        if user is None or user.is_disabled:
+            return None
+        username = user.username
+    g.token_claims = claims
+    return TokenIdentity(id=int(subject), username=username, claims=claims)
+
+
+def user_from_token(token: str) -> User | None:
+    """The live user row an access token names, or None if the token or user is invalid."""
+    identity = identity_from_token(token)
+    return db.session.get(User, identity.id) if identity is not None else None
 
 
 def _password_login(username: str, password: str) -> User | None:
@@ -54,17 +100,22 @@ def _verify_password_only(username: str, password: str) -> User | None:
 
 
 @basic_auth.verify_password
-def _verify_basic(username: str, password: str) -> User | None:
+def _verify_basic(username: str, password: str) -> User | TokenIdentity | None:
     if tokens.looks_like_jwt(username):
-        user = user_from_token(username)
-        if user is not None:
-            return user
+        identity = identity_from_token(username)
+        if identity is not None:
+            return identity
     return _password_login(username, password)
 
 
+@basic_token_auth.verify_password
+def _verify_basic_token(username: str, password: str) -> TokenIdentity | None:
+    return identity_from_token(username) if tokens.looks_like_jwt(username) else None
+
+
 @token_auth.verify_token
-def _verify_bearer(token: str) -> User | None:
-    return user_from_token(token) if token else None
+def _verify_bearer(token: str) -> TokenIdentity | None:
+    return identity_from_token(token) if token else None
 
 
 def _unauthorized(bearer_sent: bool) -> Response:
@@ -90,14 +141,38 @@ def _basic_error(status: int) -> Response:
     return _unauthorized(bearer_sent=False)
 
 
+@basic_token_auth.error_handler
+def _basic_token_error(status: int) -> Response:
+    return _unauthorized(bearer_sent=False)
+
+
 @token_auth.error_handler
 def _bearer_error(status: int) -> Response:
     return _unauthorized(bearer_sent=True)
 
 
+def current_identity() -> User | TokenIdentity:
+    """Who this request authenticated as (inside a ``login_required`` view), without a
+    database query for token requests: has ``.id`` and ``.username``."""
+    # Every Flask-HTTPAuth object stores the authenticated object in the same ``g`` slot.
+    identity = multi_auth.current_user()
+    if not isinstance(identity, User | TokenIdentity):
+        raise InvalidCredentials("Unauthorized Access")
+    return identity
+
+
 def current_user() -> User:
-    """The authenticated user of this request (inside a ``login_required`` view)."""
-    user = multi_auth.current_user() or basic_auth.current_user() or token_auth.current_user()
+    """The authenticated user's database row (inside a ``login_required`` view)."""
+    identity = current_identity()
+    if isinstance(identity, User):
+        return identity
+    user = db.session.get(User, identity.id)
     if user is None:
         raise InvalidCredentials("Unauthorized Access")
     return user
+
+
+def current_token_claims() -> dict[str, Any] | None:
+    """The claims of the access token this request authenticated with, if any."""
+    identity = current_identity()
+    return identity.claims if isinstance(identity, TokenIdentity) else None

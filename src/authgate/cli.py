@@ -1,4 +1,4 @@
-"""The ``authgate`` command: serve, db, import-users, audit, throttle."""
+"""The ``authgate`` command: serve, db, keys, user, import-users, audit, throttle."""
 
 from __future__ import annotations
 
@@ -17,6 +17,18 @@ from authgate import accounts, audit, clock, database, importer, keys, throttle
 from authgate.app import create_app
 from authgate.config import ConfigError, Settings
 from authgate.extensions import db
+
+
+@contextlib.contextmanager
+def _migrated_context() -> Iterator[None]:
+    """An app context on a migrated database; the engine's connections are closed after."""
+    with _app().app_context():
+        database.upgrade()
+        try:
+            yield
+        finally:
+            db.session.remove()
+            db.engine.dispose()
 
 
 def _app(**defaults: Any) -> Flask:
@@ -169,3 +181,72 @@ def throttle_reset(username: str) -> None:
         user = accounts.find_by_username(username)
         audit.record("throttle.reset", user_id=user.id if user else None)
     click.echo(f"failure streak of {username!r} cleared")
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """Token signing keys."""
+
+
+@keys_group.command("rotate")
+@click.option(
+    "--immediate",
+    is_flag=True,
+    help="Sign with the new key at once, skipping pre-publication (e.g. the key leaked).",
+)
+def keys_rotate(immediate: bool) -> None:
+    """Create the next signing key (published now, signing after the pre-publication window)."""
+    with _migrated_context():
+        keys.ensure_active_key()
+        row = keys.rotate(immediate=immediate)
+        click.echo(f"new key {row.kid} signs from {row.activates_at.isoformat(timespec='seconds')}")
+
+
+@keys_group.command("list")
+def keys_list() -> None:
+    """Show every key with its state and age."""
+    with _migrated_context():
+        now = clock.now()
+        click.echo(f"{'kid':<44} {'state':<8} {'age':>8}  signs from -> until")
+        for status in keys.statuses(now):
+            row = status.row
+            age = _age((now - row.created_at).total_seconds())
+            until = status.stops_at.isoformat(timespec="seconds") if status.stops_at else "-"
+            start = row.activates_at.isoformat(timespec="seconds")
+            click.echo(f"{row.kid:<44} {status.state:<8} {age:>8}  {start} -> {until}")
+
+
+def _age(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+@main.group("user")
+def user_group() -> None:
+    """Account administration."""
+
+
+@user_group.command("disable")
+@click.argument("username")
+def user_disable(username: str) -> None:
+    """Disable an account: no login, and every token of it is refused at once."""
+    _set_disabled(username, True)
+
+
+@user_group.command("enable")
+@click.argument("username")
+def user_enable(username: str) -> None:
+    """Re-enable a disabled account (its old tokens stay dead)."""
+    _set_disabled(username, False)
+
+
+def _set_disabled(username: str, disabled: bool) -> None:
+    with _migrated_context():
+        user = accounts.find_by_username(username)
+        if user is None:
+            click.echo(f"authgate: no user {username!r}", err=True)
+            sys.exit(1)
+        accounts.set_disabled(user, disabled)
+        click.echo(f"{user.username} {'disabled' if disabled else 'enabled'}")

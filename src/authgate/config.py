@@ -50,16 +50,31 @@ class Settings:
     instance_path: Path = Path("instance")
     database_url: str = ""
     redis_url: str | None = None
+    # Prefix of every Redis key AuthGate writes, so several deployments (or tests) share one Redis.
+    redis_prefix: str = "authgate:"
     issuer: str = "http://127.0.0.1:5000"
     audience: str | None = None
     access_token_ttl: int = 600
+    # Refresh tokens: idle lifetime (each rotation restarts it) and absolute lifetime of a login.
+    refresh_token_idle_ttl: int = 14 * 24 * 3600
+    refresh_token_absolute_ttl: int = 90 * 24 * 3600
+    # Seconds during which a just-spent refresh token may be presented again (concurrent
+    # refreshes) and yields the same new refresh token instead of revoking the family.
+    refresh_grace_seconds: int = 10
+    # How long one process trusts its cached revocation state (milliseconds, at most 1000:
+    # revocations must reach every process within 1 s; half of that leaves a margin for
+    # request latency under load).
+    revocation_cache_ms: int = 500
+    # Signing keys: rotate automatically every N days (0: only by `authgate keys rotate`);
+    # publish a new key this many seconds before it signs (>= jwks_max_age); JWKS max-age.
+    key_rotation_days: int = 0
+    key_prepublish_seconds: int = 600
+    jwks_max_age: int = 300
     password_min_length: int = 15
     password_max_length: int = 1024
     password_hash_profile: str = "default"  # noqa: S105 (a profile name, not a secret)
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
-    # Prefix of every Redis key AuthGate writes (tests isolate with a random prefix).
-    redis_prefix: str = "authgate:"
     # Flask debug mode: development only, refused in production (tracebacks leak secrets).
     debug: bool = False
     # Send Strict-Transport-Security even when the request did not arrive over HTTPS
@@ -168,6 +183,7 @@ class Settings:
         self._validate_hardening()
         if self.access_token_ttl < 1:
             raise ConfigError("AUTHGATE_ACCESS_TOKEN_TTL must be a positive number of seconds")
+        self._validate_lifecycle()
         if not self.issuer.startswith(("http://", "https://")) or self.issuer.endswith("/"):
             raise ConfigError("AUTHGATE_ISSUER must be an http(s) URL without a trailing slash")
         if self.is_production:
@@ -206,6 +222,22 @@ class Settings:
             raise ConfigError(f"AUTHGATE_TRUSTED_PROXIES: {exc}") from exc
         if self.test_clock_file is not None and self.env != "testing":
             raise ConfigError("AUTHGATE_TEST_CLOCK_FILE is refused unless AUTHGATE_ENV=testing")
+
+    def _validate_lifecycle(self) -> None:
+        if self.refresh_token_idle_ttl < 1 or self.refresh_token_absolute_ttl < 1:
+            raise ConfigError("refresh token lifetimes must be positive numbers of seconds")
+        if self.refresh_grace_seconds < 0:
+            raise ConfigError("AUTHGATE_REFRESH_GRACE_SECONDS must not be negative")
+        if not 0 <= self.revocation_cache_ms <= 1000:
+            raise ConfigError("AUTHGATE_REVOCATION_CACHE_MS must be between 0 and 1000")
+        if self.key_rotation_days < 0 or self.jwks_max_age < 0:
+            raise ConfigError("AUTHGATE_KEY_ROTATION_DAYS and AUTHGATE_JWKS_MAX_AGE must be >= 0")
+        if self.key_prepublish_seconds < self.jwks_max_age:
+            # A verifier that cached the JWKS just before a rotation must see the new key
+            # before the first token signed by it.
+            raise ConfigError("AUTHGATE_KEY_PREPUBLISH_SECONDS must be >= AUTHGATE_JWKS_MAX_AGE")
+        if not self.redis_prefix:
+            raise ConfigError("AUTHGATE_REDIS_PREFIX must not be empty")
 
     def _validate_production(self) -> None:
         if self.debug:

@@ -123,6 +123,28 @@ class ServiceBusy(AuthGateError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class TokenRevoked(InvalidToken):
+    """Raised when a valid access token was revoked: by its ``jti``, its family (``sid``),
+    or because its user logged out everywhere, was disabled or deleted."""
+
+    slug = "token-revoked"
+
+
+class InvalidRefreshToken(AuthGateError):
+    """Raised when a refresh token is unknown, expired, spent, revoked or not the caller's.
+
+    One answer for every cause; the audit log records which (by family id, never the token).
+    """
+
+    status = 401
+    slug = "invalid-refresh-token"
+    title = "Unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        """RFC 6750 challenge: the presented token is not valid."""
+        return {"WWW-Authenticate": 'Bearer realm="Authentication Required", error="invalid_token"'}
+
+
 def problem(
     status: int,
     title: str,

@@ -1,4 +1,9 @@
-"""Access tokens: ES256-signed JWTs that any service can verify with the public JWKS."""
+"""Access tokens: ES256-signed JWTs that any service can verify with the public JWKS.
+
+Besides the registered claims, a token carries ``sid`` (its token family: one login) and
+``preferred_username``, so a request can be authorised without a database query, and
+:func:`verify_access_token` applies the revocation store on every call.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
-from authgate import clock, keys
+from authgate import clock, keys, revocation
 from authgate.errors import InvalidToken
 from authgate.models import User
 
@@ -42,20 +47,32 @@ def _settings() -> Any:
     return current_app.extensions["authgate"].settings
 
 
-def issue_access_token(user: User) -> IssuedToken:
-    """Sign an access token for ``user`` with the active key."""
+def issue_access_token(
+    user: User, sid: str | None = None, extra_claims: dict[str, Any] | None = None
+) -> IssuedToken:
+    """Sign an access token for ``user`` in token family ``sid`` with the active key.
+
+    ``extra_claims`` (e.g. ``scope``, ``client_id`` for OAuth) are added but cannot
+    replace the registered ones.
+    """
     settings = _settings()
     kid, key = keys.signing_key()
     now = int(clock.timestamp())
     jti = secrets.token_urlsafe(16)
-    claims = {
-        "iss": settings.issuer,
-        "aud": settings.token_audience,
-        "sub": str(user.id),
-        "iat": now,
-        "exp": now + settings.access_token_ttl,
-        "jti": jti,
-    }
+    claims: dict[str, Any] = dict(extra_claims or {})
+    claims.update(
+        {
+            "iss": settings.issuer,
+            "aud": settings.token_audience,
+            "sub": str(user.id),
+            "preferred_username": user.username,
+            "iat": now,
+            "exp": now + settings.access_token_ttl,
+            "jti": jti,
+        }
+    )
+    if sid is not None:
+        claims["sid"] = sid
     header = {"alg": keys.ALGORITHM, "kid": kid, "typ": "JWT"}
     token = jwt.encode(header, claims, key, algorithms=[keys.ALGORITHM])
     return IssuedToken(token=token, jti=jti, expires_in=settings.access_token_ttl)
@@ -66,11 +83,13 @@ def looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2 and len(value) <= MAX_TOKEN_LENGTH
 
 
-def verify_access_token(token: str) -> dict[str, Any]:
+def verify_access_token(token: str, check_revocation: bool = True) -> dict[str, Any]:
     """Verify signature (ES256 only), ``kid``, ``iss``, ``aud``, ``exp``; return the claims.
 
     Raises InvalidToken for any failure: malformed, ``alg: none``, HS256 forged with the
-    public key, unknown ``kid``, expired, or issued for another issuer or audience.
+    public key, unknown ``kid``, expired, or issued for another issuer or audience; and
+    TokenRevoked (a subclass) when the revocation store refuses it (see
+    :func:`authgate.revocation.check`). ``check_revocation=False`` is for revoking a token.
     """
     if not isinstance(token, str) or not looks_like_jwt(token):
         raise InvalidToken("malformed token")
@@ -90,4 +109,9 @@ def verify_access_token(token: str) -> dict[str, Any]:
         registry.validate(decoded.claims)
     except (JoseError, ValueError, TypeError, KeyError, binascii.Error) as exc:
         raise InvalidToken("invalid or expired token") from exc
-    return decoded.claims
+    claims = decoded.claims
+    if not isinstance(claims.get("iat", 0), int):
+        raise InvalidToken("invalid token claims")
+    if check_revocation:
+        revocation.check(claims)
+    return claims

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from authgate import keys
+from authgate.app_state import settings
 
 bp = Blueprint("wellknown", __name__, url_prefix="/.well-known")
 
 
 @bp.get("/jwks.json")
 def jwks() -> Response:
-    """The public signing keys (RFC 7517), for offline token verification."""
+    """The public signing keys (RFC 7517), for offline token verification.
+
+    Cacheable for ``AUTHGATE_JWKS_MAX_AGE`` seconds, with an ETag for cheap revalidation;
+    a new key appears here at least that long before it signs anything.
+    """
     response = jsonify(keys.jwks())
-    response.headers["Cache-Control"] = "public, max-age=300"
-    return response
+    response.headers["Cache-Control"] = f"public, max-age={settings().jwks_max_age}"
+    response.add_etag()
+    return response.make_conditional(request)

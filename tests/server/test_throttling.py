@@ -217,10 +217,10 @@ def test_burst_at_unlock_gets_a_single_check(
 
 @pytest.mark.server
 def test_counts_are_shared_by_servers_using_one_redis(
-    start_server: Callable[..., Server], redis_url: str, redis_prefix: str
+    start_server: Callable[..., Server], redis_url: str, own_redis_prefix: str
 ) -> None:
     """Failures spread over two servers sharing Redis lock the account on both."""
-    env = {"AUTHGATE_REDIS_URL": redis_url, "AUTHGATE_REDIS_PREFIX": redis_prefix}
+    env = {"AUTHGATE_REDIS_URL": redis_url, "AUTHGATE_REDIS_PREFIX": own_redis_prefix}
     # Two servers of two workers each: four processes, one count.
     first = start_server(env=env)
     second = start_server(env=env, database_url=first.database_url)
@@ -232,9 +232,9 @@ def test_counts_are_shared_by_servers_using_one_redis(
         assert_throttled(login(b, "miguel", PASSWORD))
     import redis
 
-    keys = redis.Redis.from_url(redis_url).keys(f"{redis_prefix}*")
+    keys = redis.Redis.from_url(redis_url).keys(f"{own_redis_prefix}*")
     assert keys
-    assert all(key.decode().startswith(f"{redis_prefix}ratelimit:") for key in keys)
+    assert all(key.decode().startswith(f"{own_redis_prefix}ratelimit:") for key in keys)
 
 
 @pytest.mark.server
@@ -339,7 +339,8 @@ def test_queued_hashing_waits_instead_of_failing(start_server: Callable[..., Ser
 @pytest.mark.server
 def test_memory_counts_per_worker_are_announced(start_server: Callable[..., Server]) -> None:
     """Several workers without Redis log that each worker counts alone; one worker does not."""
-    several = start_server(workers=2)
-    single = start_server(workers=1)
+    no_redis = {"AUTHGATE_REDIS_URL": ""}  # the Redis run gives servers one by default
+    several = start_server(env=no_redis, workers=2)
+    single = start_server(env=no_redis, workers=1)
     assert "counted per worker process (2 workers" in several.log()
     assert "counted per worker process" not in single.log()
