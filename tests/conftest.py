@@ -13,7 +13,16 @@ from flask.testing import FlaskClient
 from authgate import create_app, database
 from authgate.config import Settings
 from authgate.models import User
-from tests.support import REDIS_URL, TEST_SECRET, Server, isolated_database, redis_prefix
+from tests.support import (
+    REDIS_URL,
+    TEST_SECRET,
+    RedisServer,
+    Server,
+    TestClock,
+    delete_redis_keys,
+    isolated_database,
+    redis_prefix,
+)
 
 PASSWORD = "correct horse battery staple"
 
@@ -138,3 +147,30 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
 def server(start_server: Callable[..., Server]) -> Server:
     """One real server with default settings (real argon2 parameters)."""
     return start_server()
+
+
+@pytest.fixture
+def test_clock(tmp_path: Path) -> TestClock:
+    """A clock file that real servers started with ``test_clock.env()`` read their time from."""
+    return TestClock(tmp_path / "clock")
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A Redis URL: AUTHGATE_TEST_REDIS_URL when set, else a throwaway redis-server."""
+    if REDIS_URL:
+        yield REDIS_URL
+        return
+    server = RedisServer(tmp_path).start()
+    yield server.url
+    server.stop()
+
+
+@pytest.fixture
+def own_redis_prefix(redis_url: str) -> Iterator[str]:
+    """A random key prefix, so tests sharing one Redis never meet; its keys go at teardown."""
+    import secrets
+
+    prefix = f"test-{secrets.token_hex(6)}:"
+    yield prefix
+    delete_redis_keys(redis_url, prefix)

@@ -32,7 +32,21 @@ def on_postgresql() -> bool:
 
 @contextlib.contextmanager
 def isolated_database(tmp: Path) -> Iterator[str]:
-    """A database URL nobody else uses: a SQLite file, or a fresh PostgreSQL schema."""
+    """A database URL nobody else uses: a SQLite file, or a fresh PostgreSQL schema.
+
+    On the Redis run, the keys written under this database's Redis prefix (throttle
+    counters live up to 30 days) are deleted with it, so the shared Redis stays clean.
+    """
+    with _fresh_database(tmp) as url:
+        try:
+            yield url
+        finally:
+            if REDIS_URL:
+                delete_redis_keys(REDIS_URL, redis_prefix(url))
+
+
+@contextlib.contextmanager
+def _fresh_database(tmp: Path) -> Iterator[str]:
     if not DATABASE_URL:
         yield f"sqlite:///{tmp / 'authgate.db'}"
         return
@@ -151,3 +165,84 @@ class Server:
     def client(self) -> httpx.Client:
         """An HTTP client bound to this server."""
         return httpx.Client(base_url=self.url, timeout=30)
+
+
+class TestClock:
+    """A test clock file (AUTHGATE_TEST_CLOCK_FILE): real servers' time, frozen, moved by tests.
+
+    Frozen, so values computed from time (``Retry-After``) do not depend on how fast the
+    machine runs the test.
+    """
+
+    __test__ = False  # not a test class, despite the name
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.now = float(int(time.time()))
+        self.set(self.now)
+
+    def set(self, now: float) -> None:
+        """Stop every server using this file at epoch time ``now``."""
+        from authgate.clock import write_test_clock
+
+        self.now = now
+        write_test_clock(self.path, now, frozen=True)
+
+    def advance(self, seconds: float) -> None:
+        """Move the servers' time forward by ``seconds``."""
+        self.set(self.now + seconds)
+
+    def env(self) -> dict[str, str]:
+        """The environment that points a server at this clock."""
+        return {"AUTHGATE_TEST_CLOCK_FILE": str(self.path)}
+
+
+@dataclass
+class RedisServer:
+    """A throwaway ``redis-server`` on a free loopback port (for fault tests)."""
+
+    directory: Path
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """Its redis:// URL."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        """Start it (no persistence) and wait until it answers PING."""
+        import redis
+
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
+        command += ["--save", "", "--appendonly", "no", "--dir", str(self.directory)]
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_timeout=1)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                if client.ping():
+                    client.close()
+                    return self
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        """Stop it (the port stays reserved by no one; tests restart on the same port)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+
+
+def delete_redis_keys(url: str, prefix: str) -> None:
+    """Remove every key under ``prefix`` (a test's own keys in a shared Redis)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -9,7 +9,7 @@ import unicodedata
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from authgate import audit, clock, passwords, revocation, sessions
+from authgate import audit, clock, passwords, revocation, sessions, throttle
 from authgate.errors import InvalidCredentials, InvalidInput, NotFound, UsernameTaken
 from authgate.extensions import db
 from authgate.models import User
@@ -47,6 +47,7 @@ def register(username: object, password: object) -> User:
     key = username_key(name)
     if find_by_username(name) is not None:
         raise UsernameTaken(f"username {name!r} is already taken")
+    throttle.check_registration()  # each registration costs a hash: bounded per address
     user = User(username=name, username_key=key, password_hash=passwords.hash_password(secret))
     db.session.add(user)
     try:
@@ -70,25 +71,40 @@ def find_by_username(username: str) -> User | None:
     """The user whose normalised name equals that of ``username``, or None."""
     if not isinstance(username, str) or len(username) > 4 * MAX_USERNAME_LENGTH:
         return None
+    if "\x00" in username:  # no stored name has one; PostgreSQL refuses them in queries
+        return None
     return db.session.scalar(select(User).where(User.username_key == username_key(username)))
+
+
+def throttle_account(username: str) -> str:
+    """The throttle's account key for a username (normalised like stored names)."""
+    return "user:" + username_key(username[: 4 * MAX_USERNAME_LENGTH + 1])
 
 
 def authenticate(username: str, password: str) -> User:
     """Check a username and password; return the user or raise InvalidCredentials.
 
-    Takes the same time whether or not the user exists (a dummy hash is verified for
-    unknown names), upgrades an outdated hash after success, and records the outcome
-    in the audit log (ASVS 6.3.8, 16.3.1).
+    The single password door (Basic auth on every route, ``/api/token``, and any page
+    or API that re-checks a password). Throttled before any hashing, per account,
+    address and both (raises Throttled, 429), the same way for unknown names; takes
+    the same time whether or not the user exists (a dummy hash is verified for unknown
+    names); upgrades an outdated hash after success; records the outcome in the audit
+    log (ASVS 6.3.1, 6.3.8, 16.3.1).
     """
+    if not isinstance(username, str) or not isinstance(password, str):
+        raise InvalidCredentials("Unauthorized Access")
     user = find_by_username(username) if username else None
-    if not passwords.matches(user.password_hash if user else None, password):
-        reason = "unknown_user" if user is None else "wrong_password"
-        audit.record("login.failed", user_id=user.id if user else None, reason=reason)
-        raise InvalidCredentials("Unauthorized Access")
-    assert user is not None
-    if user.is_disabled:
-        audit.record("login.failed", user_id=user.id, reason="disabled")
-        raise InvalidCredentials("Unauthorized Access")
+    with throttle.guard(throttle_account(username), user_id=user.id if user else None):
+        if not passwords.matches(user.password_hash if user else None, password):
+            reason = "unknown_user" if user is None else "wrong_password"
+            audit.record("login.failed", user_id=user.id if user else None, reason=reason)
+            raise InvalidCredentials("Unauthorized Access")
+        assert user is not None
+        # Inside the guard: the right password of a disabled account counts as a failure,
+        # or an unlocked streak would tell an attacker which guess was right.
+        if user.is_disabled:
+            audit.record("login.failed", user_id=user.id, reason="disabled")
+            raise InvalidCredentials("Unauthorized Access")
     new_hash = passwords.upgraded_hash(user.password_hash, password)
     if new_hash is not None:
         user.password_hash = new_hash

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 from typing import Any
 
 from flask import Flask, Response, g, request
 from sqlalchemy import event
 
-from authgate import errors
+from authgate import errors, http_hygiene
 from authgate.app_state import AppState
 from authgate.config import Settings
 from authgate.extensions import csrf, db
-from authgate.passwords import Hasher, PasswordPolicy
+from authgate.passwords import Hasher, HashingSlots, PasswordPolicy, common_passwords
+from authgate.throttle import Throttle
 
 REQUEST_ID_HEADER = "X-Request-ID"
+log = logging.getLogger("authgate")
 
 
 def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
@@ -37,13 +40,25 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         # CSRF is checked by the web blueprint's forms only; the JSON API has no cookies.
         WTF_CSRF_CHECK_DEFAULT=False,
     )
+    app.debug = settings.debug and not settings.is_production
+    hasher = Hasher(settings.password_hash_profile)
     app.extensions["authgate"] = AppState(
         settings=settings,
-        hasher=Hasher(settings.password_hash_profile),
+        hasher=hasher,
         password_policy=PasswordPolicy(
-            min_length=settings.password_min_length, max_length=settings.password_max_length
+            min_length=settings.password_min_length,
+            max_length=settings.password_max_length,
+            blocklist=common_passwords() if settings.password_blocklist else None,
+        ),
+        throttle=Throttle(settings),
+        hashing_slots=HashingSlots(
+            settings.hash_memory_mib, hasher.parameters, settings.hash_wait_ms / 1000
         ),
     )
+    if not settings.ratelimit:
+        log.warning("rate limiting is OFF (AUTHGATE_RATELIMIT=0): passwords can be guessed freely")
+    if not settings.password_blocklist:
+        log.warning("common-password blocklist is OFF (AUTHGATE_PASSWORD_BLOCKLIST=0)")
     db.init_app(app)
     csrf.init_app(app)
     with app.app_context():
@@ -52,7 +67,8 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     errors.register(app)
     _register_blueprints(app)
     app.before_request(_assign_request_id)
-    app.after_request(_security_headers)
+    app.after_request(_request_id_header)
+    http_hygiene.install(app, settings)
     return app
 
 
@@ -86,9 +102,7 @@ def _assign_request_id() -> None:
     g.request_id = incoming if valid else secrets.token_hex(8)
 
 
-def _security_headers(response: Response) -> Response:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("Referrer-Policy", "no-referrer")
+def _request_id_header(response: Response) -> Response:
     if "request_id" in g:
         response.headers[REQUEST_ID_HEADER] = g.request_id
     return response

@@ -9,8 +9,9 @@ from flask import current_app
 
 from authgate.config import Settings
 from authgate.keys import KeyCache
-from authgate.passwords import Hasher, PasswordPolicy
+from authgate.passwords import Hasher, HashingSlots, PasswordPolicy
 from authgate.revocation import RevocationCache
+from authgate.throttle import Throttle
 
 
 @dataclass
@@ -20,6 +21,10 @@ class AppState:
     settings: Settings
     hasher: Hasher
     password_policy: PasswordPolicy
+    # The one throttle of every credential check (counters in Redis or memory).
+    throttle: Throttle
+    # Bounds concurrent argon2 work in this worker process.
+    hashing_slots: HashingSlots
     keys: KeyCache = field(default_factory=KeyCache)
     revocation: RevocationCache = field(default_factory=RevocationCache)
     # Set by authgate.oauth.init_app: Authlib's AuthorizationServer and ResourceProtector.

@@ -1,8 +1,9 @@
-"""The ``authgate`` command: serve, db, keys, user, client, import-users."""
+"""The ``authgate`` command: serve, db, keys, user, client, import-users, audit, throttle."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import logging
 import sys
@@ -12,7 +13,7 @@ from typing import Any
 import click
 from flask import Flask
 
-from authgate import accounts, clients, clock, database, importer, keys
+from authgate import accounts, audit, clients, clock, database, importer, keys, throttle
 from authgate.app import create_app
 from authgate.config import ConfigError, Settings
 from authgate.errors import AuthGateError
@@ -35,7 +36,7 @@ def _app(**defaults: Any) -> Flask:
     try:
         return create_app(Settings.from_env(defaults=defaults))
     except ConfigError as exc:
-        logging.getLogger("authgate").critical("refusing to start: %s", exc)
+        # Exactly one line, on stderr, whatever logging is configured.
         click.echo(f"authgate: refusing to start: {exc}", err=True)
         sys.exit(2)
 
@@ -68,6 +69,13 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     from authgate.server import run
 
     app = _app(issuer=f"http://{host}:{port}")
+    settings = app.extensions["authgate"].settings
+    if settings.ratelimit and not settings.redis_url and workers > 1:
+        logging.getLogger("authgate").warning(
+            "rate limits are counted per worker process (%d workers, no AUTHGATE_REDIS_URL): "
+            "each worker allows the full limit",
+            workers,
+        )
     with app.app_context():
         database.upgrade()
         keys.ensure_active_key()
@@ -107,6 +115,73 @@ def import_users(source_url: str, table: str, dry_run: bool) -> None:
         report = importer.import_users(rows, dry_run=dry_run)
     for line in report.lines():
         click.echo(line)
+
+
+def _parse_since(value: str | None) -> dt.datetime | None:
+    """``--since``: an ISO 8601 time (UTC if no offset) or an age like ``30m``, ``2h``, ``7d``."""
+    if not value:
+        return None
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    if value[-1:] in units and value[:-1].isdigit():
+        return clock.now() - dt.timedelta(seconds=int(value[:-1]) * units[value[-1]])
+    try:
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter("use an ISO 8601 time or an age like 30m, 2h, 7d") from exc
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def _resolve_user(value: str | None) -> int | None:
+    if value is None:
+        return None
+    user = accounts.find_by_username(value)
+    if user is not None:
+        return user.id
+    if value.isdigit():
+        return int(value)
+    raise click.BadParameter(f"no user named {value!r}", param_hint="--user")
+
+
+@main.command("audit")
+@click.option("--user", "user", help="Username or user id.")
+@click.option("--event", help="Event name, e.g. login.failed (see audit.EVENTS).")
+@click.option("--since", help="ISO 8601 time, or an age such as 30m, 2h, 7d.")
+@click.option("--limit", default=1000, type=int, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def audit_command(
+    user: str | None, event: str | None, since: str | None, limit: int, as_json: bool
+) -> None:
+    """Read the audit log, newest first."""
+    with _app_context():
+        user_id = _resolve_user(user)
+        rows = audit.query(user_id=user_id, event=event, since=_parse_since(since), limit=limit)
+        for row in rows:
+            record = row.to_dict()
+            if as_json:
+                click.echo(json.dumps(record, ensure_ascii=True, sort_keys=True))
+                continue
+            detail = json.dumps(record["detail"], ensure_ascii=True, sort_keys=True)
+            click.echo(
+                f"{record['at']} {record['event']} user={record['user_id']} "
+                f"client={record['client_id']} ip={record['ip']} "
+                f"request={record['request_id']} detail={detail}"
+            )
+
+
+@main.group("throttle")
+def throttle_group() -> None:
+    """Password-guessing throttle commands."""
+
+
+@throttle_group.command("reset")
+@click.argument("username")
+def throttle_reset(username: str) -> None:
+    """Clear USERNAME's failure streak (unlock after the hard cap of failures)."""
+    with _app_context():
+        throttle.reset(accounts.throttle_account(username))
+        user = accounts.find_by_username(username)
+        audit.record("throttle.reset", user_id=user.id if user else None)
+    click.echo(f"failure streak of {username!r} cleared")
 
 
 @main.group("keys")

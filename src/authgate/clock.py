@@ -1,9 +1,19 @@
-"""The one seam through which AuthGate reads the time, so tests can move it."""
+"""The one seam through which AuthGate reads the time, so tests can move it.
+
+In-process tests monkeypatch :func:`timestamp`. Tests of real server processes set
+``AUTHGATE_TEST_CLOCK_FILE`` (refused unless ``AUTHGATE_ENV=testing``): the file holds
+either a number of seconds every process of the server adds to the wall clock, or
+``@`` and an epoch time at which the server's clock stands still. A test moves time
+forward by rewriting the file instead of sleeping.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
+
+from flask import current_app, has_app_context
 
 
 def now() -> dt.datetime:
@@ -12,5 +22,32 @@ def now() -> dt.datetime:
 
 
 def timestamp() -> float:
-    """Seconds since the epoch (wall clock)."""
-    return time.time()
+    """Seconds since the epoch (wall clock, or the test clock when one is configured)."""
+    frozen, value = _test_clock()
+    if frozen:
+        return value
+    return time.time() + value
+
+
+def _test_clock() -> tuple[bool, float]:
+    """(frozen, value) from the test clock file; (False, 0.0) when there is none."""
+    if not has_app_context():
+        return False, 0.0
+    state = current_app.extensions.get("authgate")
+    path: Path | None = getattr(getattr(state, "settings", None), "test_clock_file", None)
+    if path is None:
+        return False, 0.0
+    try:
+        text = path.read_text().strip()
+        if text.startswith("@"):
+            return True, float(text[1:])
+        return False, float(text or 0)
+    except (OSError, ValueError):
+        return False, 0.0
+
+
+def write_test_clock(path: Path, seconds: float, *, frozen: bool = False) -> None:
+    """Write a test clock file: an offset, or (``frozen``) an epoch time that stands still."""
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(("@" if frozen else "") + repr(float(seconds)))
+    tmp.replace(path)

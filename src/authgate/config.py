@@ -7,12 +7,15 @@ Nothing else in AuthGate reads ``os.environ``: every module receives a
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+from limits import parse_many
 
 #: Secrets that appear in tutorials and sample configs; refused in production.
 KNOWN_PLACEHOLDERS = frozenset(
@@ -79,6 +82,43 @@ class Settings:
     password_hash_profile: str = "default"  # noqa: S105 (a profile name, not a secret)
     max_body_bytes: int = 64 * 1024
     log_level: str = "INFO"
+    # Flask debug mode: development only, refused in production (tracebacks leak secrets).
+    debug: bool = False
+    # Send Strict-Transport-Security even when the request did not arrive over HTTPS
+    # (set it when TLS ends at a proxy that is not in AUTHGATE_TRUSTED_PROXIES).
+    hsts: bool = False
+    # Comma-separated exact browser origins allowed to call the API (CORS); empty = none.
+    cors_origins: str = ""
+    # Comma-separated addresses/networks of reverse proxies whose X-Forwarded-For
+    # and X-Forwarded-Proto are trusted (one hop, through Werkzeug's ProxyFix).
+    trusted_proxies: str = ""
+    # Master switch of every throttle; 0 only for load benchmarks and bulk test setups.
+    ratelimit: bool = True
+    # Failed password checks allowed per client address (limits notation, ';'-separated).
+    ratelimit_address: str = "30/minute;300/hour"
+    # Failed password checks allowed per (account, client address).
+    ratelimit_pair: str = "10/minute;30/hour"
+    # Registrations allowed per client address (each one costs a password hash).
+    ratelimit_register: str = "100/hour"
+    # Consecutive failures per account before waits begin.
+    ratelimit_account_free: int = 5
+    # First wait (seconds) once the free failures are spent; doubles with each failure.
+    ratelimit_account_wait: int = 30
+    # Longest wait (seconds) between two checks of one account's password.
+    ratelimit_account_max_wait: int = 3600
+    # Consecutive failures per account that are ever checked (NIST SP 800-63B-4: <= 100).
+    ratelimit_account_max_failures: int = 100
+    # How long (seconds) a failure streak is remembered after it starts; also ends the
+    # hard lock at max_failures, so nobody can lock a victim out for good.
+    ratelimit_account_ttl: int = 30 * 86400
+    # Reject passwords found in the offline common-password list (zxcvbn, 30,000 entries).
+    password_blocklist: bool = True
+    # Memory one worker may spend on concurrent argon2 hashes; sizes the hashing semaphore.
+    hash_memory_mib: int = 256
+    # How long (milliseconds) a request waits for a hashing slot before a 503.
+    hash_wait_ms: int = 2000
+    # Test-only: a file holding seconds to add to the wall clock (refused unless testing).
+    test_clock_file: Path | None = None
     # OAuth 2.1 / OIDC authorization server (see README "OAuth 2.1 and OpenID Connect").
     # Scopes clients may ask for, "name=what the consent page says;name2=...".
     oauth_scopes: str = DEFAULT_OAUTH_SCOPES
@@ -95,6 +135,20 @@ class Settings:
     def token_audience(self) -> str:
         """The ``aud`` of first-party access tokens (the issuer unless configured)."""
         return self.audience or self.issuer
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """The configured CORS origins, one exact ``scheme://host[:port]`` each."""
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
+
+    @property
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The networks whose ``X-Forwarded-*`` headers are believed."""
+        return [
+            ipaddress.ip_network(p.strip(), strict=False)
+            for p in self.trusted_proxies.split(",")
+            if p.strip()
+        ]
 
     @property
     def scope_catalog(self) -> dict[str, str]:
@@ -154,6 +208,7 @@ class Settings:
             raise ConfigError(f"AUTHGATE_PASSWORD_HASH_PROFILE must be one of {HASH_PROFILES}")
         if not 1 <= self.password_min_length <= 64:
             raise ConfigError("AUTHGATE_PASSWORD_MIN_LENGTH must be between 1 and 64")
+        self._validate_hardening()
         if self.access_token_ttl < 1:
             raise ConfigError("AUTHGATE_ACCESS_TOKEN_TTL must be a positive number of seconds")
         self._validate_lifecycle()
@@ -162,6 +217,40 @@ class Settings:
         self._validate_oauth()
         if self.is_production:
             self._validate_production()
+
+    def _validate_hardening(self) -> None:
+        for name in ("ratelimit_address", "ratelimit_pair", "ratelimit_register"):
+            try:
+                parse_many(getattr(self, name))
+            except ValueError as exc:
+                raise ConfigError(
+                    f"AUTHGATE_{name.upper()} must be limits like '30/minute;300/hour'"
+                ) from exc
+        for name in (
+            "ratelimit_account_wait",
+            "ratelimit_account_max_wait",
+            "ratelimit_account_max_failures",
+            "ratelimit_account_ttl",
+            "hash_memory_mib",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"AUTHGATE_{name.upper()} must be a positive integer")
+        if self.ratelimit_account_free < 0 or self.hash_wait_ms < 0:
+            raise ConfigError("AUTHGATE_RATELIMIT_ACCOUNT_FREE and HASH_WAIT_MS must be >= 0")
+        for origin in self.cors_origin_list:
+            # Exact origins only: "*" would expose the API to every site, "null" to
+            # sandboxed iframes and file:// pages (CORS cheat sheet, RFC 6454).
+            if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?", origin):
+                raise ConfigError(
+                    f"AUTHGATE_CORS_ORIGINS entries must be exact origins like "
+                    f"https://app.example.com, got {origin!r}"
+                )
+        try:
+            self.trusted_proxy_networks  # noqa: B018 (parsed for validation)
+        except ValueError as exc:
+            raise ConfigError(f"AUTHGATE_TRUSTED_PROXIES: {exc}") from exc
+        if self.test_clock_file is not None and self.env != "testing":
+            raise ConfigError("AUTHGATE_TEST_CLOCK_FILE is refused unless AUTHGATE_ENV=testing")
 
     def _validate_lifecycle(self) -> None:
         if self.refresh_token_idle_ttl < 1 or self.refresh_token_absolute_ttl < 1:
@@ -192,6 +281,8 @@ class Settings:
             raise ConfigError("AUTHGATE_LOGIN_SESSION_TTL must be at least 60 seconds")
 
     def _validate_production(self) -> None:
+        if self.debug:
+            raise ConfigError("production refuses AUTHGATE_DEBUG=1 (debug pages leak secrets)")
         secret = self.secret_key
         if not secret:
             raise ConfigError("production requires AUTHGATE_SECRET_KEY or AUTHGATE_SECRET_KEY_FILE")
@@ -209,27 +300,26 @@ class Settings:
             raise ConfigError("AUTHGATE_INSECURE_COOKIES is for local HTTP development only")
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+
+
 def _parse(name: str, raw: str, annotation: Any) -> Any:
     kind = str(annotation)
     try:
         if kind == "int":
             return int(raw)
-        if kind == "Path":
+        if kind in ("Path", "Path | None"):
             return Path(raw)
-        if kind == "bool":
-            return _parse_bool(name, raw)
     except ValueError as exc:
         raise ConfigError(f"AUTHGATE_{name.upper()} must be an integer, got {raw!r}") from exc
+    if kind == "bool":
+        if raw.strip().lower() in _TRUE:
+            return True
+        if raw.strip().lower() in _FALSE:
+            return False
+        raise ConfigError(f"AUTHGATE_{name.upper()} must be 0 or 1, got {raw!r}")
     return raw
-
-
-def _parse_bool(name: str, raw: str) -> bool:
-    value = raw.strip().lower()
-    if value in {"1", "true", "yes", "on"}:
-        return True
-    if value in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"AUTHGATE_{name.upper()} must be 1/0, true/false, yes/no or on/off")
 
 
 def _development_secret(instance: Path) -> str:

@@ -84,6 +84,45 @@ class InvalidToken(AuthGateError):
     title = "Unauthorized"
 
 
+class Throttled(AuthGateError):
+    """Raised before any password is checked when a throttle is over its limit.
+
+    The same answer, with the same ``Retry-After``, for existing and unknown accounts
+    and for right and wrong passwords (ASVS 6.3.1, NIST SP 800-63B-4 throttling).
+    """
+
+    status = 429
+    slug = "throttled"
+    title = "Too Many Requests"
+
+    def __init__(self, retry_after: int) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(
+            f"too many failed attempts; retry after {self.retry_after} seconds",
+            retry_after=self.retry_after,
+        )
+
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` in whole seconds (RFC 9110 10.2.3)."""
+        return {"Retry-After": str(self.retry_after)}
+
+
+class ServiceBusy(AuthGateError):
+    """Raised when every password-hashing slot of this worker stayed busy too long."""
+
+    status = 503
+    slug = "busy"
+    title = "Service Unavailable"
+
+    def __init__(self, retry_after: int = 1) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__("the server is busy hashing passwords; retry shortly")
+
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` in whole seconds."""
+        return {"Retry-After": str(self.retry_after)}
+
+
 class TokenRevoked(InvalidToken):
     """Raised when a valid access token was revoked: by its ``jti``, its family (``sid``),
     or because its user logged out everywhere, was disabled or deleted."""

@@ -7,8 +7,10 @@ libraries and replaced by argon2id on the next successful login.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import argon2
@@ -18,7 +20,7 @@ from passlib.hash import bcrypt as passlib_bcrypt
 from passlib.hash import sha256_crypt, sha512_crypt
 from werkzeug.security import check_password_hash
 
-from authgate.errors import InvalidCredentials, PasswordRejected
+from authgate.errors import InvalidCredentials, PasswordRejected, ServiceBusy
 
 #: OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 #: Parallelism 1 keeps one hash on one core, so a worker's hashes scale with cores.
@@ -37,12 +39,66 @@ PROFILES = {
 }
 
 
+#: The service's own name: a password containing it is among the first an attacker tries.
+SERVICE_NAME = "authgate"
+#: Usernames shorter than this are not searched for inside passwords (``"al"`` is in
+#: too many good passphrases to be a useful rule).
+MIN_USERNAME_IN_PASSWORD = 3
+
+
 @dataclass(frozen=True)
 class PasswordPolicy:
     """What a new password must satisfy (NIST SP 800-63B rev 4, 3.1.1.2)."""
 
     min_length: int = 15
     max_length: int = 1024
+    #: Common and breached passwords, casefolded; None when the check is switched off.
+    blocklist: frozenset[str] | None = None
+
+
+def common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords of the zxcvbn package (MIT licence), casefolded.
+
+    The list ships inside the installed ``zxcvbn`` wheel (``zxcvbn/frequency_lists.py``,
+    built by Dropbox from breach corpora), so nothing is downloaded at run time.
+    """
+    from zxcvbn.frequency_lists import FREQUENCY_LISTS
+
+    return frozenset(word.casefold() for word in FREQUENCY_LISTS["passwords"])
+
+
+def _why_common(password: str) -> str:
+    """zxcvbn's explanation of why a listed password is weak (e.g. "a top-10 password")."""
+    from zxcvbn import zxcvbn
+
+    feedback = zxcvbn(password[:64])["feedback"]
+    warning = str(feedback.get("warning") or "This is a commonly used password.")
+    return warning.rstrip(".")
+
+
+class HashingSlots:
+    """Bounds the argon2 work one worker does at once (each hash holds ``memory_cost``).
+
+    Sized from the worker's memory budget, so 100 simultaneous logins queue instead of
+    allocating 100 x 19 MiB; a request that waits longer than ``wait_seconds`` gets a
+    ``503`` with ``Retry-After`` (ServiceBusy).
+    """
+
+    def __init__(self, budget_mib: int, parameters: argon2.Parameters, wait_seconds: float) -> None:
+        per_hash_mib = max(parameters.memory_cost / 1024, 1)
+        self.size = max(1, min(int(budget_mib // per_hash_mib), 64))
+        self.wait_seconds = wait_seconds
+        self._semaphore = threading.BoundedSemaphore(self.size)
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one hashing slot for the duration of the block, or raise ServiceBusy."""
+        if not self._semaphore.acquire(timeout=self.wait_seconds):
+            raise ServiceBusy(retry_after=1)
+        try:
+            yield
+        finally:
+            self._semaphore.release()
 
 
 class Hasher:
@@ -132,9 +188,15 @@ def policy() -> PasswordPolicy:
     return current_app.extensions["authgate"].password_policy
 
 
+def hashing_slot() -> contextlib.AbstractContextManager[None]:
+    """One of the current worker's bounded hashing slots (see :class:`HashingSlots`)."""
+    return current_app.extensions["authgate"].hashing_slots.slot()
+
+
 def hash_password(password: str) -> str:
-    """Hash a new password (NFKC first) with argon2id."""
-    return hasher().hash(normalize(password))
+    """Hash a new password (NFKC first) with argon2id, inside a hashing slot."""
+    with hashing_slot():
+        return hasher().hash(normalize(password))
 
 
 def matches(encoded: str | None, password: str) -> bool:
@@ -144,14 +206,16 @@ def matches(encoded: str | None, password: str) -> bool:
     timing does not reveal whether the account exists (ASVS 6.3.8).
     """
     h = hasher()
-    if len(password) > policy().max_length:
+    # The cap comes before any hashing: a megabyte "password" costs a length check.
+    if not isinstance(password, str) or len(password) > policy().max_length:
         return False
-    if encoded is None:
-        h.burn(normalize(password))
-        return False
-    if encoded.startswith("$argon2"):
-        return h.verify_argon2(encoded, normalize(password))
-    return _legacy_matches(encoded, password)
+    with hashing_slot():
+        if encoded is None:
+            h.burn(normalize(password))
+            return False
+        if encoded.startswith("$argon2"):
+            return h.verify_argon2(encoded, normalize(password))
+        return _legacy_matches(encoded, password)
 
 
 def upgraded_hash(encoded: str, password: str) -> str | None:
@@ -164,21 +228,33 @@ def upgraded_hash(encoded: str, password: str) -> str | None:
 def check_new_password(password: object, username: str) -> str:
     """Validate a new password and return it; raise PasswordRejected saying why.
 
-    Rules of NIST SP 800-63B rev 4 3.1.1.2: a minimum length, at least 64 characters
-    allowed, any Unicode, no composition rules, and not the username itself.
+    Rules of NIST SP 800-63B rev 4 3.1.1.2 and ASVS 6.2: a minimum length, up to 1,024
+    characters accepted, any Unicode, no composition rules; not containing the username
+    or the service name; not in the offline list of common and breached passwords.
     """
     if not isinstance(password, str):
         raise PasswordRejected("password must be a string")
     rules = policy()
-    length = len(normalize(password))
-    if length < rules.min_length:
+    if len(password) > rules.max_length:  # before NFKC, which can expand a string
+        raise PasswordRejected(f"password must be at most {rules.max_length} characters long")
+    normal = normalize(password)
+    folded = normal.casefold()
+    if len(normal) < rules.min_length:
         raise PasswordRejected(f"password must be at least {rules.min_length} characters long")
-    if length > rules.max_length:
+    if len(normal) > rules.max_length:
         raise PasswordRejected(f"password must be at most {rules.max_length} characters long")
     if "\x00" in password:
         raise PasswordRejected("password must not contain NUL characters")
-    if normalize(password).casefold() == normalize(username).casefold():
-        raise PasswordRejected("password must not be the username")
+    name = normalize(username).casefold() if isinstance(username, str) else ""
+    if folded == name or (len(name) >= MIN_USERNAME_IN_PASSWORD and name in folded):
+        raise PasswordRejected("password must not contain the username")
+    if SERVICE_NAME in folded:
+        raise PasswordRejected(f"password must not contain the service name {SERVICE_NAME!r}")
+    if rules.blocklist is not None and folded in rules.blocklist:
+        raise PasswordRejected(
+            f"password is on a list of common passwords: {_why_common(password)}; "
+            "choose a longer passphrase of uncommon words"
+        )
     return password
 
 

@@ -33,5 +33,9 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
         "graceful_timeout": 10,
         "timeout": 30,
         "control_socket_disable": True,
+        # Forwarded headers are AuthGate's business (AUTHGATE_TRUSTED_PROXIES, through
+        # ProxyFix); gunicorn would otherwise believe X-Forwarded-Proto from 127.0.0.1.
+        "forwarded_allow_ips": "",
+        "secure_scheme_headers": {},
     }
     _Gunicorn(app, options).run()

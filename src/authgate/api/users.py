@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from authgate import accounts, sessions
+from authgate import accounts, audit, sessions
 from authgate.api import bp, json_body
 from authgate.app_state import settings
 from authgate.auth import TokenIdentity, current_identity, current_user, multi_auth
@@ -88,3 +88,16 @@ def end_session(session_id: str) -> tuple[str, int]:
     """End one of the user's logins; ``404`` if it is not theirs."""
     sessions.end_session(current_user(), session_id)
     return "", 204
+
+
+#: How many of their own events a user sees (newest first).
+MY_EVENTS_LIMIT = 100
+
+
+@bp.get("/users/me/events")
+@multi_auth.login_required
+def my_events() -> Response:
+    """The authenticated user's own security events, newest first (ASVS 16.2)."""
+    user = current_user()
+    events = audit.query(user_id=user.id, limit=MY_EVENTS_LIMIT)
+    return jsonify({"events": [event.to_dict() for event in events]})

@@ -12,7 +12,8 @@ from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.integrations.flask_oauth2 import ResourceProtector
-from authlib.oauth2 import OAuth2Request
+from authlib.oauth2 import OAuth2Error, OAuth2Request
+from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749.authenticate_client import (
     authenticate_client_secret_basic,
     authenticate_client_secret_post,
@@ -22,8 +23,9 @@ from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask
 
-from authgate import audit, clients, tokens
+from authgate import audit, clients, throttle, tokens
 from authgate.app_state import settings
+from authgate.errors import Throttled
 from authgate.models import OAuthClient, User
 from authgate.oauth import issuance
 from authgate.oauth.endpoints import IntrospectionEndpoint, RevocationEndpoint, UserInfoEndpoint
@@ -69,18 +71,56 @@ def _expires_in(client: OAuthClient, grant_type: str) -> int:
     return settings().access_token_ttl
 
 
-def _audited(method: str, authenticate: ClientAuth) -> ClientAuth:
-    """Wrap one of Authlib's secret checks so a wrong secret is audited."""
+class ClientThrottled(OAuth2Error):
+    """Too many failed secrets for this client: ``429`` with ``Retry-After``, no check made."""
+
+    error = "temporarily_unavailable"
+    status_code = 429
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"Too many failed attempts; retry after {retry_after} seconds.")
+        self.retry_after = retry_after
+
+    def get_headers(self) -> list[tuple[str, str]]:
+        """JSON headers plus ``Retry-After``."""
+        return [*super().get_headers(), ("Retry-After", str(self.retry_after))]
+
+
+def _presented(method: str, request: OAuth2Request) -> tuple[str | None, str | None]:
+    if method == "client_secret_basic":
+        return extract_basic_authorization(request.headers)
+    return request.form.get("client_id"), request.form.get("client_secret")
+
+
+def _throttled(method: str, authenticate: ClientAuth) -> ClientAuth:
+    """Wrap one of Authlib's secret checks in the shared throttle, and audit failures.
+
+    The throttle (``"client:" + client_id``, per address and per client) is asked before
+    the secret is looked at, exactly like a password; a wrong secret or an unknown client
+    counts as a failure and is audited (``oauth.client.auth_failed``).
+    """
 
     def check(query_client: Callable[[str], Any], request: OAuth2Request) -> OAuthClient | None:
-        client = authenticate(query_client, request)
+        client_id, secret = _presented(method, request)
+        if not client_id or not secret:
+            return authenticate(query_client, request)  # this method was not used
+        client_id = client_id[:128]
+        try:
+            attempt = throttle.check("client:" + client_id, client_id=client_id)
+        except Throttled as error:
+            raise ClientThrottled(error.retry_after) from error
+        try:
+            client = authenticate(query_client, request)
+        except InvalidClientError:
+            client = None
         if client is None:
-            if method == "client_secret_basic":
-                client_id, secret = extract_basic_authorization(request.headers)
-            else:
-                client_id, secret = request.form.get("client_id"), request.form.get("client_secret")
-            if client_id and secret:
-                audit.record("oauth.client.auth_failed", client_id=client_id[:128], method=method)
+            throttle.record_failure(attempt)
+            audit.record("oauth.client.auth_failed", client_id=client_id, method=method)
+            raise InvalidClientError(
+                status_code=401 if method == "client_secret_basic" else 400,
+                description="Client authentication failed.",
+            )
+        throttle.record_success(attempt)
         return client
 
     return check
@@ -99,10 +139,10 @@ def create_server(app: Flask, protector: ResourceProtector) -> AuthorizationServ
         ),
     )
     server.register_client_auth_method(
-        "client_secret_basic", _audited("client_secret_basic", authenticate_client_secret_basic)
+        "client_secret_basic", _throttled("client_secret_basic", authenticate_client_secret_basic)
     )
     server.register_client_auth_method(
-        "client_secret_post", _audited("client_secret_post", authenticate_client_secret_post)
+        "client_secret_post", _throttled("client_secret_post", authenticate_client_secret_post)
     )
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode()])
     server.register_grant(RefreshTokenGrant)
