@@ -76,6 +76,31 @@ def client(app: Flask) -> FlaskClient:
     return app.test_client()
 
 
+class IsolatedClient(FlaskClient):
+    """A test client whose every request gets a fresh app context, as on a real server.
+
+    The ``app`` fixture keeps one app context pushed, so ``flask.g`` would otherwise
+    survive from one request to the next (Flask-WTF caches the CSRF token there).
+    """
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        """Run the request on a worker thread (no app context there), then forget stale rows."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from authgate.extensions import db
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            response = pool.submit(super().open, *args, **kwargs).result()
+        db.session.rollback()  # end the test's read transaction: see what the request wrote
+        return response
+
+
+@pytest.fixture
+def page_client(app: Flask) -> FlaskClient:
+    """Test client for the HTML pages: sessions and CSRF behave as with a browser."""
+    return IsolatedClient(app, app.response_class, use_cookies=True)
+
+
 @pytest.fixture
 def user(app: Flask) -> User:
     """A registered user ``miguel`` with password :data:`PASSWORD`."""

@@ -12,7 +12,7 @@ from sqlalchemy import event
 from authgate import errors, http_hygiene
 from authgate.app_state import AppState
 from authgate.config import Settings
-from authgate.extensions import db
+from authgate.extensions import csrf, db
 from authgate.passwords import Hasher, HashingSlots, PasswordPolicy, common_passwords
 from authgate.throttle import Throttle
 
@@ -33,6 +33,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         SQLALCHEMY_DATABASE_URI=settings.database_url,
         SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
         JSON_SORT_KEYS=False,
+        # The login/consent pages' session cookie (see authgate.web.login_session).
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=not settings.insecure_cookies,
+        # CSRF is checked by the web blueprint's forms only; the JSON API has no cookies.
+        WTF_CSRF_CHECK_DEFAULT=False,
     )
     app.debug = settings.debug and not settings.is_production
     hasher = Hasher(settings.password_hash_profile)
@@ -54,6 +60,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     if not settings.password_blocklist:
         log.warning("common-password blocklist is OFF (AUTHGATE_PASSWORD_BLOCKLIST=0)")
     db.init_app(app)
+    csrf.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
@@ -81,10 +88,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from authgate import api, wellknown
+    from authgate import api, oauth, web, wellknown
 
     app.register_blueprint(api.bp)
     app.register_blueprint(wellknown.bp)
+    app.register_blueprint(web.bp)
+    oauth.init_app(app)
 
 
 def _assign_request_id() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import current_app
 
@@ -26,6 +27,9 @@ class AppState:
     hashing_slots: HashingSlots
     keys: KeyCache = field(default_factory=KeyCache)
     revocation: RevocationCache = field(default_factory=RevocationCache)
+    # Set by authgate.oauth.init_app: Authlib's AuthorizationServer and ResourceProtector.
+    authorization_server: Any = None
+    resource_protector: Any = None
 
 
 def state() -> AppState:

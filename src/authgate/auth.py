@@ -66,6 +66,10 @@ def identity_from_token(token: str) -> TokenIdentity | None:
         claims = tokens.verify_access_token(token)
     except InvalidToken:
         return None
+    if tokens.is_delegated(claims):
+        # An OAuth client's token carries only the scopes a person granted it; it is
+        # checked by authgate.oauth.protection, never accepted as a first-party login.
+        return None
     subject = str(claims["sub"])
     if not subject.isdigit():
         return None

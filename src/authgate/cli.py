@@ -1,4 +1,4 @@
-"""The ``authgate`` command: serve, db, keys, user, import-users, audit, throttle."""
+"""The ``authgate`` command: serve, db, keys, user, client, import-users, audit, throttle."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ from typing import Any
 import click
 from flask import Flask
 
-from authgate import accounts, audit, clock, database, importer, keys, throttle
+from authgate import accounts, audit, clients, clock, database, importer, keys, throttle
 from authgate.app import create_app
 from authgate.config import ConfigError, Settings
+from authgate.errors import AuthGateError
 from authgate.extensions import db
 
 
@@ -250,3 +251,98 @@ def _set_disabled(username: str, disabled: bool) -> None:
             sys.exit(1)
         accounts.set_disabled(user, disabled)
         click.echo(f"{user.username} {'disabled' if disabled else 'enabled'}")
+
+
+@main.group("client")
+def client_group() -> None:
+    """OAuth client registry: create, list, show, delete, rotate-secret."""
+
+
+def _print_client(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key, value in data.items():
+        shown = " ".join(value) if isinstance(value, list) else value
+        click.echo(f"{key}: {shown}")
+    if "client_secret" in data:
+        click.echo("The client secret is shown only this once; AuthGate stores only its hash.")
+
+
+def _client_command(action: Any) -> Any:
+    """Run ``action`` in an app context; domain errors become exit code 1 with a message."""
+    with _migrated_context():
+        try:
+            return action()
+        except AuthGateError as error:
+            raise click.ClickException(error.detail) from error
+
+
+@client_group.command("create")
+@click.option("--name", required=True, help="Shown to people on the consent page.")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact URI; repeatable.")
+@click.option("--scope", required=True, help='Space-separated, e.g. "openid profile".')
+@click.option("--type", "client_type", type=click.Choice(["public", "confidential"]), required=True)
+@click.option(
+    "--grant",
+    "grant_types",
+    multiple=True,
+    required=True,
+    type=click.Choice(["authorization_code", "client_credentials", "refresh_token"]),
+    help="Repeatable.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def client_create(
+    name: str,
+    redirect_uris: tuple[str, ...],
+    scope: str,
+    client_type: str,
+    grant_types: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Register an OAuth client; prints its client_id and, once, its client_secret."""
+    data = _client_command(
+        lambda: clients.create(
+            name, client_type, list(redirect_uris), scope, list(grant_types)
+        ).to_dict()
+    )
+    _print_client(data, as_json)
+
+
+@client_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def client_list(as_json: bool) -> None:
+    """List registered clients."""
+    rows = _client_command(lambda: [c.to_dict() for c in clients.list_all()])
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        click.echo(
+            f"{row['client_id']}  {row['type']:<12}  {' '.join(row['grant_types'])}  {row['name']}"
+        )
+
+
+@client_group.command("show")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def client_show(client_id: str, as_json: bool) -> None:
+    """Show one client (never its secret)."""
+    _print_client(_client_command(lambda: clients.get(client_id).to_dict()), as_json)
+
+
+@client_group.command("delete")
+@click.argument("client_id")
+def client_delete(client_id: str) -> None:
+    """Delete a client; its codes, consents and tokens stop working."""
+    _client_command(lambda: clients.delete_client(client_id))
+    click.echo(f"deleted {client_id}")
+
+
+@client_group.command("rotate-secret")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def client_rotate_secret(client_id: str, as_json: bool) -> None:
+    """Give a confidential client a new secret (shown once); the old one stops working."""
+    data = _client_command(lambda: clients.rotate_secret(client_id).to_dict())
+    _print_client(data, as_json)

@@ -34,6 +34,13 @@ KNOWN_PLACEHOLDERS = frozenset(
 
 MIN_PRODUCTION_SECRET_BYTES = 32
 ENVIRONMENTS = ("development", "production", "testing")
+#: RFC 6749 3.3 scope-token characters: printable ASCII except space, ``"`` and ``\\``.
+SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+DEFAULT_OAUTH_SCOPES = (
+    "openid=Confirm who you are;"
+    "profile=See your username;"
+    "resource:read=Read your protected resource"
+)
 HASH_PROFILES = ("default", "cheapest")
 
 
@@ -112,6 +119,17 @@ class Settings:
     hash_wait_ms: int = 2000
     # Test-only: a file holding seconds to add to the wall clock (refused unless testing).
     test_clock_file: Path | None = None
+    # OAuth 2.1 / OIDC authorization server (see README "OAuth 2.1 and OpenID Connect").
+    # Scopes clients may ask for, "name=what the consent page says;name2=...".
+    oauth_scopes: str = DEFAULT_OAUTH_SCOPES
+    # The scope an OAuth access token needs for GET /api/resource.
+    resource_scope: str = "resource:read"
+    # Lifetime of an authorization code in seconds (OAuth 2.1 4.1.2: short, single use).
+    oauth_code_ttl: int = 60
+    # How long a login on the HTML pages lasts before the person must log in again.
+    login_session_ttl: int = 12 * 3600
+    # Send the session cookie without ``Secure`` (plain-HTTP local development only).
+    insecure_cookies: bool = False
 
     @property
     def token_audience(self) -> str:
@@ -131,6 +149,16 @@ class Settings:
             for p in self.trusted_proxies.split(",")
             if p.strip()
         ]
+
+    @property
+    def scope_catalog(self) -> dict[str, str]:
+        """The declared OAuth scopes, each with the text the consent page shows for it."""
+        catalog: dict[str, str] = {}
+        for entry in self.oauth_scopes.split(";"):
+            name, _, description = entry.strip().partition("=")
+            if name.strip():
+                catalog[name.strip()] = description.strip() or name.strip()
+        return catalog
 
     @property
     def is_production(self) -> bool:
@@ -186,6 +214,7 @@ class Settings:
         self._validate_lifecycle()
         if not self.issuer.startswith(("http://", "https://")) or self.issuer.endswith("/"):
             raise ConfigError("AUTHGATE_ISSUER must be an http(s) URL without a trailing slash")
+        self._validate_oauth()
         if self.is_production:
             self._validate_production()
 
@@ -239,6 +268,18 @@ class Settings:
         if not self.redis_prefix:
             raise ConfigError("AUTHGATE_REDIS_PREFIX must not be empty")
 
+    def _validate_oauth(self) -> None:
+        catalog = self.scope_catalog
+        bad = [name for name in catalog if not SCOPE_TOKEN.match(name)]
+        if bad or not catalog:
+            raise ConfigError(f"AUTHGATE_OAUTH_SCOPES has invalid scope names: {bad}")
+        if self.resource_scope not in catalog:
+            raise ConfigError("AUTHGATE_RESOURCE_SCOPE must be one of AUTHGATE_OAUTH_SCOPES")
+        if not 1 <= self.oauth_code_ttl <= 600:
+            raise ConfigError("AUTHGATE_OAUTH_CODE_TTL must be 1 to 600 seconds")
+        if self.login_session_ttl < 60:
+            raise ConfigError("AUTHGATE_LOGIN_SESSION_TTL must be at least 60 seconds")
+
     def _validate_production(self) -> None:
         if self.debug:
             raise ConfigError("production refuses AUTHGATE_DEBUG=1 (debug pages leak secrets)")
@@ -255,6 +296,8 @@ class Settings:
             raise ConfigError("production requires an https:// AUTHGATE_ISSUER")
         if self.password_hash_profile != "default":  # noqa: S105
             raise ConfigError("AUTHGATE_PASSWORD_HASH_PROFILE=cheapest is for tests only")
+        if self.insecure_cookies:
+            raise ConfigError("AUTHGATE_INSECURE_COOKIES is for local HTTP development only")
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

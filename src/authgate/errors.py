@@ -145,6 +145,36 @@ class InvalidRefreshToken(AuthGateError):
         return {"WWW-Authenticate": 'Bearer realm="Authentication Required", error="invalid_token"'}
 
 
+class InvalidBearerToken(InvalidToken):
+    """Raised when an OAuth access token is malformed, forged, expired or revoked (RFC 6750 3.1)."""
+
+    def __init__(self, realm: str) -> None:
+        super().__init__("invalid, expired or revoked access token")
+        self.realm = realm
+
+    def headers(self) -> dict[str, str]:
+        """The Bearer challenge with ``error="invalid_token"``."""
+        return {"WWW-Authenticate": f'Bearer realm="{self.realm}", error="invalid_token"'}
+
+
+class InsufficientScope(AuthGateError):
+    """Raised when a valid OAuth access token lacks the scope a resource needs (RFC 6750 3.1)."""
+
+    status = 403
+    slug = "insufficient-scope"
+    title = "Forbidden"
+
+    def __init__(self, scope: str, realm: str) -> None:
+        super().__init__(f"this resource needs the scope {scope!r}", scope=scope)
+        self.scope = scope
+        self.realm = realm
+
+    def headers(self) -> dict[str, str]:
+        """The Bearer challenge naming the missing scope."""
+        challenge = f'Bearer realm="{self.realm}", error="insufficient_scope", scope="{self.scope}"'
+        return {"WWW-Authenticate": challenge}
+
+
 def problem(
     status: int,
     title: str,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from flask_sqlalchemy import SQLAlchemy
+from flask_wtf.csrf import CSRFProtect
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
@@ -22,3 +23,6 @@ class Base(DeclarativeBase):
 
 
 db = SQLAlchemy(model_class=Base)
+
+#: CSRF tokens for the HTML forms; checked by the ``web`` blueprint, not on the JSON API.
+csrf = CSRFProtect()

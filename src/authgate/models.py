@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import hmac
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Index, String, Text, TypeDecorator
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from authgate import clock
@@ -211,3 +222,194 @@ class AuditEvent(db.Model):  # type: ignore[name-defined]
             "request_id": self.request_id,
             "detail": self.detail,
         }
+
+
+def secret_digest(secret: str) -> str:
+    """Hex SHA-256 of a high-entropy secret (client secrets, authorization codes).
+
+    A plain digest suffices because these secrets are 256 random bits: nothing can be
+    guessed offline, and checking one costs microseconds instead of an argon2 hash.
+    """
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+#: Grant types a client may be registered for (no implicit, no password: OAuth 2.1).
+GRANT_TYPES = ("authorization_code", "client_credentials", "refresh_token")
+CLIENT_TYPES = ("public", "confidential")
+SECRET_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+
+class OAuthClient(db.Model):  # type: ignore[name-defined]
+    """A registered third-party application; implements Authlib's ``ClientMixin``.
+
+    Confidential clients hold a secret, stored only as :func:`secret_digest`; public
+    clients (browser and native apps) hold none and authenticate with ``none`` + PKCE.
+    """
+
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str] = mapped_column(String(128))
+    client_type: Mapped[str] = mapped_column(String(16))
+    redirect_uris: Mapped[list[str]] = mapped_column(db.JSON, default=list)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    grant_types: Mapped[list[str]] = mapped_column(db.JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    secret_rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    @property
+    def is_public(self) -> bool:
+        """True for clients that cannot keep a secret."""
+        return self.client_type == "public"
+
+    @property
+    def client_metadata(self) -> dict[str, Any]:
+        """RFC 7591 metadata Authlib consults (none beyond the columns)."""
+        return {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The representation shown by ``authgate client show``; never the secret."""
+        return {
+            "client_id": self.client_id,
+            "name": self.name,
+            "type": self.client_type,
+            "redirect_uris": list(self.redirect_uris),
+            "scope": self.scope,
+            "grant_types": list(self.grant_types),
+            "token_endpoint_auth_methods": self.auth_methods(),
+            "created_at": self.created_at.isoformat(),
+            "secret_rotated_at": (
+                self.secret_rotated_at.isoformat() if self.secret_rotated_at else None
+            ),
+        }
+
+    def auth_methods(self) -> list[str]:
+        """How this client authenticates at the token endpoint."""
+        return ["none"] if self.is_public else list(SECRET_AUTH_METHODS)
+
+    # --- authlib.oauth2.rfc6749.ClientMixin ---------------------------------------
+
+    def get_client_id(self) -> str:
+        """The public identifier."""
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        """The redirect URI to use when a request names none: only if exactly one exists."""
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str | None) -> str | None:
+        """The scope to grant: all registered scopes if none requested, None if any is not."""
+        registered = self.scope.split()
+        if not scope:
+            return " ".join(registered)
+        requested = list(dict.fromkeys(scope.split()))
+        if not set(requested) <= set(registered):
+            return None
+        return " ".join(requested)
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        """Exact string match against a registered URI (OAuth 2.1 2.3.1, no patterns)."""
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        """Compare the digest of ``client_secret`` with the stored one in constant time."""
+        if self.secret_digest is None or not isinstance(client_secret, str):
+            return False
+        return hmac.compare_digest(secret_digest(client_secret), self.secret_digest)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        """Public clients use ``none`` (never at introspection); confidential ones a secret."""
+        if self.is_public:
+            return method == "none" and endpoint != "introspection"
+        return method in SECRET_AUTH_METHODS
+
+    def check_response_type(self, response_type: str) -> bool:
+        """Only ``code``, and only for clients registered for the code grant."""
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        """True when the client is registered for ``grant_type``."""
+        return grant_type in self.grant_types
+
+
+class AuthorizationCode(db.Model):  # type: ignore[name-defined]
+    """A single-use authorization code, stored only as a digest (Authlib's code mixins).
+
+    ``used_at`` is set, atomically, by the one token request that redeems it; a second
+    presentation finds it set and revokes what the first one obtained (RFC 6749 4.1.2).
+    """
+
+    __tablename__ = "oauth_authorization_codes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    redirect_uri: Mapped[str] = mapped_column(Text)
+    scope: Mapped[str] = mapped_column(Text, default="")
+    nonce: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    auth_time: Mapped[int] = mapped_column()
+    code_challenge: Mapped[str] = mapped_column(String(128))
+    code_challenge_method: Mapped[str] = mapped_column(String(8))
+    consent_id: Mapped[int | None] = mapped_column(nullable=True)
+    # The token family (grant) the code was redeemed for, set with ``used_at`` atomically.
+    family_id: Mapped[str | None] = mapped_column(
+        ForeignKey("token_families.id", ondelete="SET NULL"), nullable=True, index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    def is_expired(self) -> bool:
+        """True once the code's lifetime has passed."""
+        return clock.now() >= self.expires_at
+
+    # --- authlib AuthorizationCodeMixin (OAuth 2 and OIDC) -------------------------
+
+    def get_redirect_uri(self) -> str:
+        """The redirect URI the code was issued for; the token request must repeat it."""
+        return self.redirect_uri
+
+    def get_scope(self) -> str:
+        """The scope the person consented to."""
+        return self.scope
+
+    def get_nonce(self) -> str | None:
+        """The OIDC ``nonce`` of the authorization request."""
+        return self.nonce
+
+    def get_auth_time(self) -> int:
+        """When the person logged in (epoch seconds), for the id_token's ``auth_time``."""
+        return self.auth_time
+
+    def get_acr(self) -> str | None:
+        """No authentication context classes are defined."""
+        return None
+
+    def get_amr(self) -> list[str]:
+        """Password login (RFC 8176 ``pwd``)."""
+        return ["pwd"]
+
+
+class Consent(db.Model):  # type: ignore[name-defined]
+    """A person's remembered "Allow" for one client and one set of scopes."""
+
+    __tablename__ = "oauth_consents"
+    __table_args__ = (UniqueConstraint("user_id", "client_id", "scope"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.client_id", ondelete="CASCADE")
+    )
+    # Sorted, space-separated: one row per distinct scope set.
+    scope: Mapped[str] = mapped_column(String(1024))
+    granted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    def covers(self, scope: str) -> bool:
+        """True when every scope in ``scope`` was consented to here."""
+        return set(scope.split()) <= set(self.scope.split())

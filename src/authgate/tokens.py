@@ -23,6 +23,8 @@ from authgate.models import User
 
 #: Tokens longer than this are refused before any parsing (a JWT of ours is ~400 bytes).
 MAX_TOKEN_LENGTH = 4096
+#: ``typ`` of access tokens issued to OAuth clients (RFC 9068 2.1).
+DELEGATED_TYPE = "at+jwt"
 
 
 @dataclass(frozen=True)
@@ -53,29 +55,65 @@ def issue_access_token(
     """Sign an access token for ``user`` in token family ``sid`` with the active key.
 
     ``extra_claims`` (e.g. ``scope``, ``client_id`` for OAuth) are added but cannot
-    replace the registered ones.
+    replace the registered ones. With a ``client_id`` the token is an RFC 9068 access
+    token of an OAuth client (``typ: at+jwt``), and names the user only if the person
+    granted the ``profile`` scope.
     """
     settings = _settings()
-    kid, key = keys.signing_key()
-    now = int(clock.timestamp())
-    jti = secrets.token_urlsafe(16)
     claims: dict[str, Any] = dict(extra_claims or {})
-    claims.update(
-        {
-            "iss": settings.issuer,
-            "aud": settings.token_audience,
-            "sub": str(user.id),
-            "preferred_username": user.username,
-            "iat": now,
-            "exp": now + settings.access_token_ttl,
-            "jti": jti,
-        }
-    )
+    claims.update(_registered_claims(str(user.id), settings.access_token_ttl))
+    delegated = is_delegated(claims)
+    if not delegated or "profile" in str(claims.get("scope") or "").split():
+        claims["preferred_username"] = user.username
     if sid is not None:
         claims["sid"] = sid
-    header = {"alg": keys.ALGORITHM, "kid": kid, "typ": "JWT"}
+    return _sign(claims, DELEGATED_TYPE if delegated else "JWT")
+
+
+def issue_client_access_token(client_id: str, scope: str) -> IssuedToken:
+    """Sign an RFC 9068 access token for an OAuth client acting for itself.
+
+    Client credentials grant: no person is involved, so ``sub`` is the client (RFC 9068
+    2.2); ``client_id``, ``scope`` and ``aud`` (this API) as for any OAuth token.
+    """
+    claims = {"client_id": client_id, "scope": scope}
+    claims.update(_registered_claims(client_id, _settings().access_token_ttl))
+    return _sign(claims, DELEGATED_TYPE)
+
+
+def _registered_claims(subject: str, ttl: int) -> dict[str, Any]:
+    settings = _settings()
+    now = int(clock.timestamp())
+    return {
+        "iss": settings.issuer,
+        "aud": settings.token_audience,
+        "sub": subject,
+        "iat": now,
+        "exp": now + ttl,
+        "jti": secrets.token_urlsafe(16),
+    }
+
+
+def _sign(claims: dict[str, Any], typ: str) -> IssuedToken:
+    kid, key = keys.signing_key()
+    header = {"alg": keys.ALGORITHM, "kid": kid, "typ": typ}
     token = jwt.encode(header, claims, key, algorithms=[keys.ALGORITHM])
-    return IssuedToken(token=token, jti=jti, expires_in=settings.access_token_ttl)
+    return IssuedToken(token=token, jti=claims["jti"], expires_in=claims["exp"] - claims["iat"])
+
+
+def is_delegated(claims: dict[str, Any]) -> bool:
+    """True for tokens issued to an OAuth client (they carry ``client_id``)."""
+    return "client_id" in claims
+
+
+def unverified_header(token: str) -> dict[str, Any]:
+    """The JOSE header of a JWT-shaped string, unverified ({} if unparsable); for routing only."""
+    if not looks_like_jwt(token):
+        return {}
+    try:
+        return dict(jws.extract_compact(token.encode()).headers())
+    except (JoseError, ValueError, TypeError, KeyError, binascii.Error):
+        return {}
 
 
 def looks_like_jwt(value: str) -> bool:

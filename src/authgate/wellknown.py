@@ -6,6 +6,7 @@ from flask import Blueprint, Response, jsonify, request
 
 from authgate import keys
 from authgate.app_state import settings
+from authgate.oauth import metadata
 
 bp = Blueprint("wellknown", __name__, url_prefix="/.well-known")
 
@@ -21,3 +22,19 @@ def jwks() -> Response:
     response.headers["Cache-Control"] = f"public, max-age={settings().jwks_max_age}"
     response.add_etag()
     return response.make_conditional(request)
+
+
+@bp.get("/oauth-authorization-server")
+def oauth_authorization_server() -> Response:
+    """OAuth 2.0 Authorization Server Metadata (RFC 8414)."""
+    response = jsonify(metadata.authorization_server())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/openid-configuration")
+def openid_configuration() -> Response:
+    """OpenID Connect Discovery 1.0 provider metadata."""
+    response = jsonify(metadata.openid_provider())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response

@@ -31,4 +31,4 @@ def json_body(*required: str) -> dict[str, Any]:
     return body
 
 
-from authgate.api import resource, tokens, users  # noqa: E402,F401
+from authgate.api import consents, resource, tokens, users  # noqa: E402,F401

@@ -4,12 +4,30 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
+from authgate import oauth
 from authgate.api import bp
+from authgate.app_state import settings
 from authgate.auth import current_identity, multi_auth
+from authgate.errors import InvalidBearerToken
+from authgate.oauth import protection
 
 
 @bp.get("/resource")
-@multi_auth.login_required
 def get_resource() -> Response:
-    """Greet the authenticated user (a token request needs no database query)."""
+    """Greet the caller: a user (password or first-party token), or an OAuth client's token.
+
+    An OAuth access token must carry the scope ``AUTHGATE_RESOURCE_SCOPE``; without it the
+    answer is ``403`` with ``WWW-Authenticate: Bearer error="insufficient_scope"``.
+    """
+    if protection.presents_oauth_token():
+        token = protection.require(oauth.resource_protector(), settings().resource_scope)
+        name = token.subject_name()
+        if name is None:
+            raise InvalidBearerToken(realm="Authentication Required")
+        return jsonify({"data": f"Hello, {name}!"})
+    return _first_party()
+
+
+@multi_auth.login_required
+def _first_party() -> Response:
     return jsonify({"data": f"Hello, {current_identity().username}!"})

@@ -1,0 +1,70 @@
+"""Who is logged in on the HTML pages: a signed session cookie holding a user id.
+
+The cookie is ``HttpOnly``, ``SameSite=Lax`` and ``Secure`` (unless
+``AUTHGATE_INSECURE_COOKIES=1``); a login lasts ``AUTHGATE_LOGIN_SESSION_TTL`` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import session
+
+from authgate import clock
+from authgate.app_state import settings
+from authgate.extensions import db
+from authgate.models import User
+
+USER_KEY = "uid"
+AUTH_TIME_KEY = "auth_time"
+#: Set by a login, consumed by the next authorization request (OIDC ``prompt=login``).
+FRESH_KEY = "fresh_login"
+
+
+@dataclass(frozen=True)
+class Person:
+    """The logged-in user and when they typed their password."""
+
+    user: User
+    auth_time: int
+
+
+def log_in(user: User) -> None:
+    """Start a new session for ``user`` (any previous session data is dropped)."""
+    session.clear()
+    session[USER_KEY] = user.id
+    session[AUTH_TIME_KEY] = int(clock.timestamp())
+    session[FRESH_KEY] = True
+
+
+def log_out() -> None:
+    """End the session."""
+    session.clear()
+
+
+def current() -> Person | None:
+    """The logged-in person; None if nobody is, the login is too old, or the user is gone,
+    disabled, or logged out everywhere after this login."""
+    user_id = session.get(USER_KEY)
+    auth_time = session.get(AUTH_TIME_KEY)
+    if not isinstance(user_id, int) or not isinstance(auth_time, int):
+        return None
+    if clock.timestamp() - auth_time > settings().login_session_ttl:
+        session.clear()
+        return None
+    user = db.session.get(User, user_id)
+    if user is None or user.is_disabled or _logged_out_everywhere(user, auth_time):
+        session.clear()
+        return None
+    return Person(user=user, auth_time=auth_time)
+
+
+def _logged_out_everywhere(user: User, auth_time: int) -> bool:
+    """True when the user ended every session (``DELETE /api/users/me/tokens``) since."""
+    valid_after = user.tokens_valid_after
+    return valid_after is not None and auth_time < valid_after.timestamp()
+
+
+def take_fresh_login() -> bool:
+    """True (once) when the password was typed just before this request."""
+    return bool(session.pop(FRESH_KEY, False))
