@@ -88,9 +88,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _register_blueprints(app: Flask) -> None:
-    from authgate import api, oauth, web, wellknown
+    from authgate import api, health, oauth, web, wellknown
 
     app.register_blueprint(api.bp)
+    app.register_blueprint(health.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(web.bp)
     oauth.init_app(app)
