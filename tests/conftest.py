@@ -21,10 +21,21 @@ from tests.support import (
     TestClock,
     delete_redis_keys,
     isolated_database,
+    on_postgresql,
     redis_prefix,
 )
 
 PASSWORD = "correct horse battery staple"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Deselect ``postgresql`` tests on the SQLite pass (they run on the PostgreSQL pass)."""
+    if on_postgresql():
+        return
+    deselected = [item for item in items if item.get_closest_marker("postgresql")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("postgresql")]
 
 
 def make_settings(database_url: str, instance: Path, **overrides: Any) -> Settings:

@@ -130,7 +130,10 @@ class Server:
             str(self.threads),
         ]
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+            # A process group of its own (master and workers), so kill_group can crash it whole.
+            self.process = subprocess.Popen(
+                command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         self._wait_ready()
         return self
 
@@ -157,6 +160,13 @@ class Server:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+
+    def kill_group(self) -> None:
+        """``kill -9`` the master and every worker at once (a crash, no cleanup)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def log(self) -> str:
         """Everything the process printed so far."""

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from sqlalchemy import event
 
-from authgate import errors, http_hygiene
+from authgate import database, errors, http_hygiene
 from authgate.app_state import AppState
 from authgate.config import Settings
 from authgate.extensions import csrf, db
@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         SECRET_KEY=settings.secret_key,
         MAX_CONTENT_LENGTH=settings.max_body_bytes,
         SQLALCHEMY_DATABASE_URI=settings.database_url,
-        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.database_url),
+        SQLALCHEMY_ENGINE_OPTIONS=database.engine_options(settings),
         JSON_SORT_KEYS=False,
         # The login/consent pages' session cookie (see authgate.web.login_session).
         SESSION_COOKIE_HTTPONLY=True,
@@ -70,12 +70,6 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     app.after_request(_request_id_header)
     http_hygiene.install(app, settings)
     return app
-
-
-def _engine_options(url: str) -> dict[str, Any]:
-    if url.startswith("sqlite"):
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "pool_timeout": 5}
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

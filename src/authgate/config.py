@@ -57,6 +57,18 @@ class Settings:
     instance_path: Path = Path("instance")
     database_url: str = ""
     redis_url: str | None = None
+    # Database connection pool, per worker process (threads of one worker share it).
+    db_pool_size: int = 5
+    # Connections a worker may open beyond the pool under bursts (closed when returned).
+    db_max_overflow: int = 5
+    # Seconds a request waits for a pooled connection before a 503.
+    db_pool_timeout: int = 5
+    # Test each pooled connection before use (a restarted database costs no failed request).
+    db_pool_pre_ping: bool = True
+    # Seconds to wait for a new PostgreSQL connection before a 503 (libpq connect_timeout).
+    db_connect_timeout: int = 5
+    # Longest a PostgreSQL statement may run, in milliseconds (0: no limit).
+    db_statement_timeout_ms: int = 10000
     # Prefix of every Redis key AuthGate writes, so several deployments (or tests) share one Redis.
     redis_prefix: str = "authgate:"
     issuer: str = "http://127.0.0.1:5000"
@@ -265,8 +277,16 @@ class Settings:
             # A verifier that cached the JWKS just before a rotation must see the new key
             # before the first token signed by it.
             raise ConfigError("AUTHGATE_KEY_PREPUBLISH_SECONDS must be >= AUTHGATE_JWKS_MAX_AGE")
+        self._validate_database()
         if not self.redis_prefix:
             raise ConfigError("AUTHGATE_REDIS_PREFIX must not be empty")
+
+    def _validate_database(self) -> None:
+        for name in ("db_pool_size", "db_pool_timeout", "db_connect_timeout"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"AUTHGATE_{name.upper()} must be a positive integer")
+        if self.db_max_overflow < 0 or self.db_statement_timeout_ms < 0:
+            raise ConfigError("AUTHGATE_DB_MAX_OVERFLOW and DB_STATEMENT_TIMEOUT_MS must be >= 0")
 
     def _validate_oauth(self) -> None:
         catalog = self.scope_catalog

@@ -1,17 +1,56 @@
-"""Schema management: Alembic upgrades, run by ``authgate db upgrade`` and ``serve``."""
+"""The database: engine options (pool, timeouts) and schema management (Alembic upgrades,
+run by ``authgate db upgrade`` and ``serve``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy.engine import make_url
 
 from authgate.extensions import db
 
+if TYPE_CHECKING:
+    from authgate.config import Settings
+
+#: SQLite's own wait for a write lock, in seconds (several workers share one file).
+SQLITE_BUSY_TIMEOUT = 30
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def engine_options(settings: Settings) -> dict[str, Any]:
+    """``create_engine`` options for ``settings.database_url``: a bounded pool per worker,
+    pre-ping, and on PostgreSQL connect and statement timeouts (``AUTHGATE_DB_*``)."""
+    options: dict[str, Any] = {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_pool_timeout,
+        "pool_pre_ping": settings.db_pool_pre_ping,
+    }
+    url = make_url(settings.database_url)
+    if url.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
+    elif url.get_backend_name() == "postgresql":
+        options["connect_args"] = _postgresql_connect_args(url.query, settings)
+    return options
+
+
+def _postgresql_connect_args(query: Any, settings: Settings) -> dict[str, Any]:
+    """libpq's ``connect_timeout`` and ``statement_timeout``, keeping ``options`` of the URL
+    (``connect_args`` replace URL parameters of the same name, so both are merged here)."""
+    args: dict[str, Any] = {"connect_timeout": settings.db_connect_timeout}
+    given = query.get("options", "")
+    parts = [given] if isinstance(given, str) else list(given)
+    if settings.db_statement_timeout_ms:
+        parts.append(f"-c statement_timeout={settings.db_statement_timeout_ms}")
+    if any(parts):
+        args["options"] = " ".join(part for part in parts if part)
+    return args
 
 
 def _alembic_config() -> Config:
@@ -24,6 +63,9 @@ def upgrade(revision: str = "head") -> None:
     """Bring the current app's database to ``revision`` (inside an app context)."""
     config = _alembic_config()
     with db.engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Migrations may rewrite big tables: AUTHGATE_DB_STATEMENT_TIMEOUT_MS is for requests.
+            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
         config.attributes["connection"] = connection
         command.upgrade(config, revision)
 

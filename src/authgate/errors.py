@@ -10,12 +10,17 @@ import json
 import logging
 from typing import Any
 
+import sqlalchemy.exc
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
 
 log = logging.getLogger(__name__)
 
 PROBLEM_TYPE_BASE = "urn:authgate:problem:"
+#: ``Retry-After`` (seconds) of a 503 caused by an unreachable database.
+DATABASE_RETRY_AFTER = 5
+#: SQLite errors that mean "busy now", not a bug (another writer holds the file too long).
+SQLITE_TRANSIENT = ("database is locked", "database is busy", "unable to open database")
 
 
 class AuthGateError(Exception):
@@ -123,6 +128,23 @@ class ServiceBusy(AuthGateError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class ServiceUnavailable(AuthGateError):
+    """Raised (or mapped from a database error) when the database cannot be reached in time:
+    connection refused or timed out, pool exhausted, statement timeout, SQLite locked."""
+
+    status = 503
+    slug = "unavailable"
+    title = "Service Unavailable"
+
+    def __init__(self, retry_after: int = DATABASE_RETRY_AFTER) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__("the database is unavailable; retry shortly")
+
+    def headers(self) -> dict[str, str]:
+        """``Retry-After`` in whole seconds."""
+        return {"Retry-After": str(self.retry_after)}
+
+
 class TokenRevoked(InvalidToken):
     """Raised when a valid access token was revoked: by its ``jti``, its family (``sid``),
     or because its user logged out everywhere, was disabled or deleted."""
@@ -212,6 +234,33 @@ def _http_error(error: HTTPException) -> Response:
     return response
 
 
+def is_database_unavailable(error: BaseException) -> bool:
+    """True for database errors that mean "unreachable or busy now", not a bug: lost or
+    refused connections, timeouts (connect, pool, statement), SQLite lock contention."""
+    if isinstance(error, sqlalchemy.exc.TimeoutError):  # no pooled connection in time
+        return True
+    if not isinstance(error, sqlalchemy.exc.DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    if not isinstance(error, sqlalchemy.exc.OperationalError):
+        return False
+    if error.orig is not None and type(error.orig).__module__.startswith("sqlite3"):
+        return any(text in str(error.orig) for text in SQLITE_TRANSIENT)
+    # PostgreSQL (psycopg): connection failures, admin shutdown, statement timeout.
+    return True
+
+
+def _database_error(error: sqlalchemy.exc.SQLAlchemyError) -> Response:
+    if not is_database_unavailable(error):
+        return _unexpected_error(error)
+    # Never str(error): it carries the statement's parameters (digests, hashes).
+    orig = getattr(error, "orig", None)
+    reason = str(orig).strip().splitlines()[0][:200] if orig is not None else type(error).__name__
+    log.warning("database unavailable (%s: %s); answering 503", type(orig).__name__, reason)
+    return _domain_error(ServiceUnavailable())
+
+
 def _unexpected_error(error: Exception) -> Response:
     log.exception("unhandled error", exc_info=error)
     return problem(500, "Internal Server Error", "The server failed to handle the request.")
@@ -221,4 +270,5 @@ def register(app: Flask) -> None:
     """Install the JSON error handlers on ``app``."""
     app.register_error_handler(AuthGateError, _domain_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(sqlalchemy.exc.SQLAlchemyError, _database_error)
     app.register_error_handler(Exception, _unexpected_error)
