@@ -149,3 +149,25 @@ def test_statement_timeout_is_enforced_and_answers_503(app: Flask) -> None:
     db.session.rollback()
     assert errors.is_database_unavailable(caught.value)
     assert raising(app, caught.value).get("/boom").status_code == 503
+
+
+@pytest.mark.parametrize("command", [["db", "upgrade"], ["serve", "--port", "0"]])
+def test_unreachable_database_at_start_is_one_line_and_exit_1(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """``authgate db upgrade`` and ``serve`` with the database down: one clear line, status 1."""
+    import os
+    import subprocess
+
+    from tests.support import AUTHGATE, free_port
+
+    env = {
+        **os.environ,
+        "AUTHGATE_INSTANCE_PATH": str(tmp_path),
+        "AUTHGATE_DATABASE_URL": f"postgresql+psycopg://nobody@127.0.0.1:{free_port()}/none",
+        "AUTHGATE_DB_CONNECT_TIMEOUT": "2",
+    }
+    done = subprocess.run([AUTHGATE, *command], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith("authgate: database unreachable:")
+    assert "Traceback" not in done.stderr

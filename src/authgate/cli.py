@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import click
+import sqlalchemy.exc
 from flask import Flask
 
 from authgate import accounts, audit, clients, clock, database, importer, keys, throttle
 from authgate.app import create_app
 from authgate.config import ConfigError, Settings
-from authgate.errors import AuthGateError
+from authgate.errors import AuthGateError, is_database_unavailable
 from authgate.extensions import db
 
 
@@ -76,11 +77,32 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
             "each worker allows the full limit",
             workers,
         )
-    with app.app_context():
+    pooled = settings.db_pool_size + settings.db_max_overflow
+    if threads > pooled:
+        logging.getLogger("authgate").warning(
+            "%d threads per worker share %d database connections (AUTHGATE_DB_POOL_SIZE + "
+            "AUTHGATE_DB_MAX_OVERFLOW): requests will queue for a connection",
+            threads,
+            pooled,
+        )
+    with app.app_context(), _database_reachable():
         database.upgrade()
         keys.ensure_active_key()
         db.engine.dispose()  # no pooled connection may cross the fork into workers
     run(app, host=host, port=port, workers=workers, threads=threads)
+
+
+@contextlib.contextmanager
+def _database_reachable() -> Iterator[None]:
+    """Turn "database unreachable" into one line on stderr and exit status 1."""
+    try:
+        yield
+    except sqlalchemy.exc.SQLAlchemyError as exc:
+        if not is_database_unavailable(exc):
+            raise
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        click.echo(f"authgate: database unreachable: {reason}", err=True)
+        sys.exit(1)
 
 
 @main.group("db")
@@ -91,7 +113,7 @@ def db_group() -> None:
 @db_group.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
-    with _app_context():
+    with _app_context(), _database_reachable():
         database.upgrade()
         click.echo(f"database at revision {database.current_revision()}")
 
