@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,18 @@ from typing import Any
 import click
 from flask import Flask
 
-from authgate import accounts, audit, clients, clock, database, importer, keys, throttle
+from authgate import (
+    accounts,
+    audit,
+    clients,
+    clock,
+    database,
+    importer,
+    keys,
+    logs,
+    metrics,
+    throttle,
+)
 from authgate.app import create_app
 from authgate.config import ConfigError, Settings
 from authgate.errors import AuthGateError
@@ -68,8 +80,12 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Migrate the database, then serve AuthGate with gunicorn."""
     from authgate.server import run
 
+    # Before the app exists: its metrics must write to the directory all workers share.
+    metrics_dir = metrics.prepare_multiprocess()
+    owner = os.getpid()
     app = _app(issuer=f"http://{host}:{port}")
     settings = app.extensions["authgate"].settings
+    logs.configure(settings)
     if settings.ratelimit and not settings.redis_url and workers > 1:
         logging.getLogger("authgate").warning(
             "rate limits are counted per worker process (%d workers, no AUTHGATE_REDIS_URL): "
@@ -80,7 +96,11 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         database.upgrade()
         keys.ensure_active_key()
         db.engine.dispose()  # no pooled connection may cross the fork into workers
-    run(app, host=host, port=port, workers=workers, threads=threads)
+    try:
+        run(app, host=host, port=port, workers=workers, threads=threads)
+    finally:
+        if os.getpid() == owner:  # workers leave through here too, on their way out
+            metrics.cleanup_multiprocess(metrics_dir)
 
 
 @main.group("db")
