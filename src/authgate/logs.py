@@ -26,8 +26,8 @@ FIELDS = "fields"
 
 
 class JSONFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, then the record's fields (or its
-    message when it has none)."""
+    """One JSON object per line: time, level, logger, process id, then the record's
+    fields (or its message when it has none)."""
 
     def format(self, record: logging.LogRecord) -> str:
         """Render ``record`` as one line of JSON (newlines in values stay escaped)."""
@@ -37,6 +37,7 @@ class JSONFormatter(logging.Formatter):
             ),
             "level": record.levelname,
             "logger": record.name,
+            "pid": record.process,  # which worker process
         }
         fields = getattr(record, FIELDS, None)
         if isinstance(fields, dict):
