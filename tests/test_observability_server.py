@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import PASSWORD
-from tests.support import RedisServer, Server, delete_redis_keys
+from tests.support import RedisServer, Server, delete_redis_keys, free_port
 
 pytestmark = pytest.mark.server
 
@@ -164,3 +165,41 @@ def test_readyz_follows_redis_down_and_back(
         if redis_server.process is not None and redis_server.process.poll() is None:
             delete_redis_keys(redis_server.url, prefix)
         redis_server.stop()
+
+
+def test_metrics_listener_serves_on_its_own_address(start_server: Callable[..., Server]) -> None:
+    """AUTHGATE_METRICS_LISTEN: the API port has no /metrics, the listener has them (token
+    required when configured), and the listener ends with the server."""
+    port = free_port()
+    token = "listener-token-Hq7Vx2Lp9Rw4"
+    server = start_server(
+        env={"AUTHGATE_METRICS_LISTEN": f"127.0.0.1:{port}", "AUTHGATE_METRICS_TOKEN": token}
+    )
+    listener = f"http://127.0.0.1:{port}"
+    with server.client() as http:
+        for _ in range(3):
+            assert http.get("/healthz").status_code == 200
+        assert http.get("/metrics", headers={"Authorization": f"Bearer {token}"}).status_code == 404
+    response = None
+    for _ in range(100):  # the listener process may still be binding its port
+        try:
+            response = httpx.get(f"{listener}/metrics", timeout=5)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    assert response is not None and response.status_code == 401
+    scraped = httpx.get(f"{listener}/metrics", headers={"Authorization": f"Bearer {token}"})
+    assert scraped.status_code == 200
+    assert scraped.headers["Cache-Control"] == "no-store"
+    parsed = {}
+    for family in text_string_to_metric_families(scraped.text):
+        for sample in family.samples:
+            parsed[(sample.name, frozenset(sample.labels.items()))] = sample.value
+    healthz = value(
+        parsed, "authgate_http_requests_total", method="GET", route="/healthz", status="200"
+    )
+    assert healthz == 3
+    assert httpx.get(f"{listener}/other").status_code == 404
+    server.stop()
+    with pytest.raises(httpx.TransportError):
+        httpx.get(f"{listener}/metrics", timeout=5)

@@ -24,6 +24,7 @@ from authgate import (
     keys,
     logs,
     metrics,
+    metrics_listener,
     throttle,
 )
 from authgate.app import create_app
@@ -96,10 +97,12 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         database.upgrade()
         keys.ensure_active_key()
         db.engine.dispose()  # no pooled connection may cross the fork into workers
+    listener = metrics_listener.start(settings)
     try:
         run(app, host=host, port=port, workers=workers, threads=threads)
     finally:
         if os.getpid() == owner:  # workers leave through here too, on their way out
+            metrics_listener.stop(listener)
             metrics.cleanup_multiprocess(metrics_dir)
 
 

@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, request
@@ -59,6 +59,8 @@ EVENT_COUNTERS: dict[str, tuple[str, dict[str, str]]] = {
     "login.throttled": ("throttled", {"kind": "login"}),
     "registration.throttled": ("throttled", {"kind": "registration"}),
 }
+
+METRICS_CHALLENGE = 'Bearer realm="metrics"'
 
 bp = Blueprint("metrics", __name__)
 
@@ -194,28 +196,33 @@ def mark_worker_dead(pid: int) -> None:
 FORWARDING_HEADERS = ("X-Forwarded-For", "Forwarded", "X-Real-IP")
 
 
-def network_allowed(settings: Settings) -> bool:
+def network_allowed(
+    settings: Settings,
+    remote_addr: str | None,
+    header: Callable[[str], str | None],
+    via_trusted_proxy: bool,
+) -> bool:
     """True when the client address is in ``AUTHGATE_METRICS_ALLOW``.
 
     A request that came through a proxy AuthGate does not trust is refused: behind an
     untrusted local proxy every Internet client would otherwise look like loopback.
     """
-    proxied = any(h in request.headers for h in FORWARDING_HEADERS)
-    if proxied and "werkzeug.proxy_fix.orig" not in request.environ:
+    proxied = any(header(name) is not None for name in FORWARDING_HEADERS)
+    if proxied and not via_trusted_proxy:
         return False
     try:
-        address = ipaddress.ip_address(request.remote_addr or "")
+        address = ipaddress.ip_address(remote_addr or "")
     except ValueError:
         return False
     return any(address in network for network in settings.metrics_allow_networks)
 
 
-def token_accepted(settings: Settings) -> bool:
-    """True when no metrics token is configured or the request's Bearer token matches it
-    (constant-time comparison)."""
+def token_accepted(settings: Settings, authorization: str | None) -> bool:
+    """True when no metrics token is configured or ``authorization`` is ``Bearer <token>``
+    with the configured token (constant-time comparison)."""
     if not settings.metrics_token:
         return True
-    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    scheme, _, credentials = (authorization or "").partition(" ")
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(credentials.strip().encode(), settings.metrics_token.encode())
@@ -228,15 +235,17 @@ def metrics_view() -> Response:
     from authgate.errors import problem
 
     settings = current_settings()
-    if settings.metrics_listen or not network_allowed(settings):
+    via_proxy = "werkzeug.proxy_fix.orig" in request.environ
+    allowed = network_allowed(settings, request.remote_addr, request.headers.get, via_proxy)
+    if settings.metrics_listen or not allowed:
         # Served elsewhere (a separate listener) or not to this network: nothing here.
         abort(404)
-    if not token_accepted(settings):
+    if not token_accepted(settings, request.headers.get("Authorization")):
         return problem(
             401,
             "Unauthorized",
             "metrics require a bearer token",
-            headers={"WWW-Authenticate": 'Bearer realm="metrics"'},
+            headers={"WWW-Authenticate": METRICS_CHALLENGE},
         )
     response = Response(current().exposition(), content_type=CONTENT_TYPE_LATEST)
     response.headers["Cache-Control"] = "no-store"
