@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,6 +53,8 @@ def test_metrics_add_up_across_worker_processes(start_server: Callable[..., Serv
     """Requests served by both workers are all in one /metrics answer, whichever worker
     answers the scrape."""
     server = start_server(env={"AUTHGATE_LOG_FORMAT": "json"}, workers=2)
+    directory = metrics_directory(server)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     sent = 0
     with server.client() as http:
         pids: set[int] = set()
@@ -83,6 +86,16 @@ def test_metrics_add_up_across_worker_processes(start_server: Callable[..., Serv
                 )
                 == sent
             )
+    server.stop()
+    assert not directory.exists()
+
+
+def metrics_directory(server: Server) -> Path:
+    """The private metrics directory ``authgate serve`` made for its workers (it says which)."""
+    for entry in json_lines(server, "authgate"):
+        if entry["message"].startswith("metrics directory: "):
+            return Path(entry["message"].removeprefix("metrics directory: "))
+    raise AssertionError("serve named no metrics directory")
 
 
 def test_auth_counters_move_and_logs_hold_no_secret(start_server: Callable[..., Server]) -> None:

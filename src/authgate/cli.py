@@ -87,6 +87,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     app = _app(issuer=f"http://{host}:{port}")
     settings = app.extensions["authgate"].settings
     logs.configure(settings)
+    logging.getLogger("authgate").info("metrics directory: %s", metrics_dir)
     if settings.ratelimit and not settings.redis_url and workers > 1:
         logging.getLogger("authgate").warning(
             "rate limits are counted per worker process (%d workers, no AUTHGATE_REDIS_URL): "
