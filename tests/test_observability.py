@@ -391,3 +391,25 @@ def test_metrics_token_file_is_read(tmp_path: Path) -> None:
         {"AUTHGATE_METRICS_LISTEN": "[::1]:9100", "AUTHGATE_INSTANCE_PATH": str(tmp_path)}
     )
     assert listen.metrics_listen_address == ("::1", 9100)
+
+
+def test_metrics_listener_applies_the_same_access_rules(tmp_path: Path) -> None:
+    """The separate listener refuses public and proxied clients, other paths and a missing
+    token, as the API port's /metrics does."""
+    from authgate import metrics_listener
+
+    settings = make_settings("sqlite://", tmp_path, metrics_token=METRICS_TOKEN)
+    app = metrics_listener.application(settings)
+
+    def call(path: str, address: str, **headers: str) -> str:
+        statuses: list[str] = []
+        environ = {"PATH_INFO": path, "REMOTE_ADDR": address, **headers}
+        b"".join(app(environ, lambda status, _headers: statuses.append(status)))  # type: ignore[arg-type]
+        return statuses[0]
+
+    assert call("/metrics", "203.0.113.9") == "404 Not Found"
+    assert call("/metrics", "127.0.0.1", HTTP_X_FORWARDED_FOR="203.0.113.9") == "404 Not Found"
+    assert call("/other", "127.0.0.1") == "404 Not Found"
+    assert call("/metrics", "127.0.0.1") == "401 Unauthorized"
+    wrong = f"Bearer {METRICS_TOKEN}x"
+    assert call("/metrics", "127.0.0.1", HTTP_AUTHORIZATION=wrong) == "401 Unauthorized"
