@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from sqlalchemy import event
 
-from authgate import database, errors, http_hygiene
+from authgate import database, errors, http_hygiene, logs, metrics
 from authgate.app_state import AppState
 from authgate.config import Settings
 from authgate.extensions import csrf, db
@@ -65,6 +65,9 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         if db.engine.dialect.name == "sqlite":
             event.listen(db.engine, "connect", _sqlite_pragmas)
     errors.register(app)
+    # First installed, so their after_request hooks run last and see the final status.
+    logs.install(app)
+    metrics.install(app)
     _register_blueprints(app)
     app.before_request(_assign_request_id)
     app.after_request(_request_id_header)

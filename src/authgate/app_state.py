@@ -9,6 +9,7 @@ from flask import current_app
 
 from authgate.config import Settings
 from authgate.keys import KeyCache
+from authgate.metrics import Metrics
 from authgate.passwords import Hasher, HashingSlots, PasswordPolicy
 from authgate.revocation import RevocationCache
 from authgate.throttle import Throttle
@@ -27,6 +28,8 @@ class AppState:
     hashing_slots: HashingSlots
     keys: KeyCache = field(default_factory=KeyCache)
     revocation: RevocationCache = field(default_factory=RevocationCache)
+    # Prometheus counters and histograms of this app (see authgate.metrics).
+    metrics: Metrics = field(default_factory=Metrics)
     # Set by authgate.oauth.init_app: Authlib's AuthorizationServer and ResourceProtector.
     authorization_server: Any = None
     resource_protector: Any = None

@@ -10,7 +10,7 @@ from typing import Any
 from flask import g, has_request_context, request
 from sqlalchemy import select
 
-from authgate import clock
+from authgate import clock, metrics
 from authgate.extensions import db
 from authgate.models import AuditEvent
 
@@ -90,7 +90,9 @@ def record(
     )
     db.session.add(row)
     db.session.commit()
-    log.info(json.dumps({"audit": row.to_dict()}, ensure_ascii=True, sort_keys=True))
+    entry = {"audit": row.to_dict()}
+    log.info(json.dumps(entry, ensure_ascii=True, sort_keys=True), extra={"fields": entry})
+    metrics.current().count_event(event)
     return row
 
 

@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -14,7 +15,19 @@ import click
 import sqlalchemy.exc
 from flask import Flask
 
-from authgate import accounts, audit, clients, clock, database, importer, keys, throttle
+from authgate import (
+    accounts,
+    audit,
+    clients,
+    clock,
+    database,
+    importer,
+    keys,
+    logs,
+    metrics,
+    metrics_listener,
+    throttle,
+)
 from authgate.app import create_app
 from authgate.config import ConfigError, Settings
 from authgate.errors import AuthGateError, is_database_unavailable
@@ -69,8 +82,13 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
     """Migrate the database, then serve AuthGate with gunicorn."""
     from authgate.server import run
 
+    # Before the app exists: its metrics must write to the directory all workers share.
+    metrics_dir = metrics.prepare_multiprocess()
+    owner = os.getpid()
     app = _app(issuer=f"http://{host}:{port}")
     settings = app.extensions["authgate"].settings
+    logs.configure(settings)
+    logging.getLogger("authgate").info("metrics directory: %s", metrics_dir)
     if settings.ratelimit and not settings.redis_url and workers > 1:
         logging.getLogger("authgate").warning(
             "rate limits are counted per worker process (%d workers, no AUTHGATE_REDIS_URL): "
@@ -89,7 +107,13 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         database.upgrade()
         keys.ensure_active_key()
         db.engine.dispose()  # no pooled connection may cross the fork into workers
-    run(app, host=host, port=port, workers=workers, threads=threads)
+    listener = metrics_listener.start(settings)
+    try:
+        run(app, host=host, port=port, workers=workers, threads=threads)
+    finally:
+        if os.getpid() == owner:  # workers leave through here too, on their way out
+            metrics_listener.stop(listener)
+            metrics.cleanup_multiprocess(metrics_dir)
 
 
 @contextlib.contextmanager

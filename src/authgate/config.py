@@ -42,6 +42,9 @@ DEFAULT_OAUTH_SCOPES = (
     "resource:read=Read your protected resource"
 )
 HASH_PROFILES = ("default", "cheapest")
+LOG_FORMATS = ("text", "json")
+#: Who may read /metrics by default: loopback and private networks, never the Internet.
+DEFAULT_METRICS_ALLOW = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
 
 
 class ConfigError(ValueError):
@@ -142,6 +145,18 @@ class Settings:
     login_session_ttl: int = 12 * 3600
     # Send the session cookie without ``Secure`` (plain-HTTP local development only).
     insecure_cookies: bool = False
+    # Log lines as plain text or as one JSON object per line (see README "Health, metrics
+    # and logs").
+    log_format: str = "text"
+    # Client networks allowed to read /metrics (comma-separated; "" = nobody).
+    metrics_allow: str = DEFAULT_METRICS_ALLOW
+    # Bearer token /metrics requires on top of the network rule ("" = none);
+    # AUTHGATE_METRICS_TOKEN_FILE reads it from a file.
+    metrics_token: str = ""  # noqa: S105 (no default token)
+    # "host:port": serve /metrics there, from a process of its own, instead of on the API port.
+    metrics_listen: str = ""
+    # Bound (milliseconds) of each /readyz dependency check.
+    readyz_timeout_ms: int = 1000
 
     @property
     def token_audience(self) -> str:
@@ -161,6 +176,23 @@ class Settings:
             for p in self.trusted_proxies.split(",")
             if p.strip()
         ]
+
+    @property
+    def metrics_allow_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The client networks allowed to read ``/metrics``."""
+        return [
+            ipaddress.ip_network(p.strip(), strict=False)
+            for p in self.metrics_allow.split(",")
+            if p.strip()
+        ]
+
+    @property
+    def metrics_listen_address(self) -> tuple[str, int] | None:
+        """``AUTHGATE_METRICS_LISTEN`` as (host, port), or None when unset."""
+        if not self.metrics_listen:
+            return None
+        host, _, port = self.metrics_listen.rpartition(":")
+        return host.strip("[]"), int(port)
 
     @property
     def scope_catalog(self) -> dict[str, str]:
@@ -197,6 +229,9 @@ class Settings:
         secret_file = env.get("AUTHGATE_SECRET_KEY_FILE")
         if secret_file and "secret_key" not in values:
             values["secret_key"] = Path(secret_file).read_text().strip()
+        token_file = env.get("AUTHGATE_METRICS_TOKEN_FILE")
+        if token_file and "metrics_token" not in values:
+            values["metrics_token"] = Path(token_file).read_text().strip()
         values.update(overrides)
         settings = cls(**values)
         return settings.resolved()
@@ -227,6 +262,7 @@ class Settings:
         if not self.issuer.startswith(("http://", "https://")) or self.issuer.endswith("/"):
             raise ConfigError("AUTHGATE_ISSUER must be an http(s) URL without a trailing slash")
         self._validate_oauth()
+        self._validate_observability()
         if self.is_production:
             self._validate_production()
 
@@ -299,6 +335,24 @@ class Settings:
             raise ConfigError("AUTHGATE_OAUTH_CODE_TTL must be 1 to 600 seconds")
         if self.login_session_ttl < 60:
             raise ConfigError("AUTHGATE_LOGIN_SESSION_TTL must be at least 60 seconds")
+
+    def _validate_observability(self) -> None:
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"AUTHGATE_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+        try:
+            self.metrics_allow_networks  # noqa: B018 (parsed for validation)
+        except ValueError as exc:
+            raise ConfigError(f"AUTHGATE_METRICS_ALLOW: {exc}") from exc
+        try:
+            address = self.metrics_listen_address
+        except ValueError as exc:
+            raise ConfigError("AUTHGATE_METRICS_LISTEN must be host:port") from exc
+        if address is not None and (not address[0] or not 0 < address[1] < 65536):
+            raise ConfigError("AUTHGATE_METRICS_LISTEN must be host:port")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ConfigError("AUTHGATE_METRICS_TOKEN must be at least 16 characters")
+        if not 10 <= self.readyz_timeout_ms <= 30000:
+            raise ConfigError("AUTHGATE_READYZ_TIMEOUT_MS must be between 10 and 30000")
 
     def _validate_production(self) -> None:
         if self.debug:

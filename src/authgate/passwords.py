@@ -21,6 +21,7 @@ from passlib.hash import sha256_crypt, sha512_crypt
 from werkzeug.security import check_password_hash
 
 from authgate.errors import InvalidCredentials, PasswordRejected, ServiceBusy
+from authgate.metrics import timed_hash
 
 #: OWASP Password Storage Cheat Sheet, argon2id minimum: m=19 MiB, t=2, p=1.
 #: Parallelism 1 keeps one hash on one core, so a worker's hashes scale with cores.
@@ -195,7 +196,7 @@ def hashing_slot() -> contextlib.AbstractContextManager[None]:
 
 def hash_password(password: str) -> str:
     """Hash a new password (NFKC first) with argon2id, inside a hashing slot."""
-    with hashing_slot():
+    with hashing_slot(), timed_hash("hash"):
         return hasher().hash(normalize(password))
 
 
@@ -209,7 +210,7 @@ def matches(encoded: str | None, password: str) -> bool:
     # The cap comes before any hashing: a megabyte "password" costs a length check.
     if not isinstance(password, str) or len(password) > policy().max_length:
         return False
-    with hashing_slot():
+    with hashing_slot(), timed_hash("verify"):
         if encoded is None:
             h.burn(normalize(password))
             return False

@@ -7,6 +7,8 @@ from typing import Any
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from authgate import metrics
+
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, app: Flask, options: dict[str, Any]) -> None:
@@ -20,6 +22,11 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
 
     def load(self) -> Flask:
         return self.application
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    """Gunicorn hook in the parent: a worker died; forget its live metrics."""
+    metrics.mark_worker_dead(worker.pid)
 
 
 def run(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
@@ -37,5 +44,6 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
         # ProxyFix); gunicorn would otherwise believe X-Forwarded-Proto from 127.0.0.1.
         "forwarded_allow_ips": "",
         "secure_scheme_headers": {},
+        "child_exit": _child_exit,
     }
     _Gunicorn(app, options).run()

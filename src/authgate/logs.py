@@ -1,0 +1,116 @@
+"""Logging: one line per request (``authgate.request``), as text or JSON.
+
+A request line names the URL rule, never the raw path or query string (a query string
+can carry a token), and never a header value: what a request *is*, not what it sent.
+``AUTHGATE_LOG_FORMAT=json`` turns every log line into one JSON object; records that
+carry structured ``fields`` (requests, audit events) have them as keys of that object.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from flask import Flask, Response, g, request
+
+if TYPE_CHECKING:
+    from authgate.config import Settings
+
+log = logging.getLogger("authgate.request")
+
+#: Attribute of a LogRecord holding its structured fields (``extra={"fields": {...}}``).
+FIELDS = "fields"
+
+
+class JSONFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, process id, then the record's
+    fields (or its message when it has none)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render ``record`` as one line of JSON (newlines in values stay escaped)."""
+        entry: dict[str, Any] = {
+            "ts": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname,
+            "logger": record.name,
+            "pid": record.process,  # which worker process
+        }
+        fields = getattr(record, FIELDS, None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        else:
+            entry["message"] = record.getMessage()
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=True, default=str)
+
+
+def configure(settings: Settings) -> None:
+    """Send every log record to stderr in ``AUTHGATE_LOG_FORMAT`` (the serving process)."""
+    handler = logging.StreamHandler()
+    if settings.log_format == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+
+
+def _user_id() -> int | None:
+    # Flask-HTTPAuth keeps the authenticated User or TokenIdentity here; OAuth bearer
+    # requests leave their verified claims in g.token_claims.
+    identity = g.get("flask_httpauth_user")
+    user_id = getattr(identity, "id", None)
+    if isinstance(user_id, int):
+        return user_id
+    claims = g.get("token_claims")
+    subject = str(claims.get("sub", "")) if isinstance(claims, dict) else ""
+    return int(subject) if subject.isdigit() else None
+
+
+def request_fields(response: Response, seconds: float) -> dict[str, Any]:
+    """What the request line says about this request: no path, query or header values."""
+    return {
+        "event": "request",
+        "method": request.method if len(request.method) <= 10 else "OTHER",
+        "route": request.url_rule.rule if request.url_rule is not None else None,
+        "status": response.status_code,
+        "duration_ms": round(seconds * 1000, 3),
+        "request_id": g.get("request_id"),
+        "user_id": _user_id(),
+        "ip": request.remote_addr,
+    }
+
+
+def install(app: Flask) -> None:
+    """Log exactly one ``authgate.request`` line per request of ``app``."""
+
+    def start() -> None:
+        g.log_started = time.perf_counter()
+
+    def finish(response: Response) -> Response:
+        started = g.pop("log_started", None)
+        seconds = time.perf_counter() - started if started is not None else 0.0
+        fields = request_fields(response, seconds)
+        log.info(
+            "%s %s %s %.1fms request_id=%s user_id=%s ip=%s",
+            fields["method"],
+            fields["route"],
+            fields["status"],
+            fields["duration_ms"],
+            fields["request_id"],
+            fields["user_id"],
+            fields["ip"],
+            extra={FIELDS: fields},
+        )
+        return response
+
+    app.before_request(start)
+    app.after_request(finish)
