@@ -14,6 +14,7 @@ from authgate.app_state import settings
 from authgate.errors import AuthGateError, InvalidCredentials
 from authgate.oauth.grants import Approval
 from authgate.oauth.server import Issuer
+from authgate.openapi import AUTHORIZE_PARAMETERS, FORM, HTML, PROBLEM, REDIRECT, operation
 from authgate.web import bp, login_session
 
 AUTHORIZE_PATH = "/oauth/authorize"
@@ -35,6 +36,15 @@ def _page(template: str, status: int = 200, **context: object) -> Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@operation("The login page", methods=["GET"], responses={200: HTML}, tags=["pages"])
+@operation(
+    "Log in (form)",
+    methods=["POST"],
+    body="LoginForm",
+    body_type=FORM,
+    responses={303: REDIRECT, 400: HTML, 413: PROBLEM, 429: HTML, 503: HTML},
+    tags=["pages"],
+)
 def login() -> Response:
     """Show the login form; on POST check the password (throttled, audited) and continue."""
     next_url = safe_next(request.values.get("next"))
@@ -60,6 +70,13 @@ def login() -> Response:
 
 
 @bp.post("/logout")
+@operation(
+    "Log out of the pages",
+    body="CsrfForm",
+    body_type=FORM,
+    responses={303: REDIRECT, 400: HTML, 413: PROBLEM},
+    tags=["pages"],
+)
 def logout() -> Response:
     """End the page session."""
     person = login_session.current()
@@ -70,6 +87,22 @@ def logout() -> Response:
 
 
 @bp.route(AUTHORIZE_PATH, methods=["GET", "POST"])
+@operation(
+    "Authorization endpoint: login, then consent",
+    methods=["GET"],
+    parameters=AUTHORIZE_PARAMETERS,
+    responses={200: HTML, 302: REDIRECT, 303: REDIRECT, 400: HTML},
+    tags=["oauth"],
+)
+@operation(
+    "Authorization endpoint: the consent answer",
+    methods=["POST"],
+    parameters=AUTHORIZE_PARAMETERS,
+    body="ConsentForm",
+    body_type=FORM,
+    responses={302: REDIRECT, 303: REDIRECT, 400: HTML, 413: PROBLEM},
+    tags=["oauth"],
+)
 def authorize() -> Response:
     """The authorization endpoint (RFC 6749 3.1): login, then consent, then the redirect.
 
