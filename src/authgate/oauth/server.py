@@ -101,7 +101,12 @@ def _throttled(method: str, authenticate: ClientAuth) -> ClientAuth:
     """
 
     def check(query_client: Callable[[str], Any], request: OAuth2Request) -> OAuthClient | None:
-        client_id, secret = _presented(method, request)
+        try:
+            client_id, secret = _presented(method, request)
+        except ValueError as error:  # Authlib cannot split a bare "Authorization: Basic"
+            raise InvalidClientError(
+                status_code=401, description="Malformed Basic credentials."
+            ) from error
         if not client_id or not secret:
             return authenticate(query_client, request)  # this method was not used
         client_id = client_id[:128]

@@ -18,6 +18,18 @@ from authgate.openapi import AUTHORIZE_PARAMETERS, FORM, HTML, PROBLEM, REDIRECT
 from authgate.web import bp, login_session
 
 AUTHORIZE_PATH = "/oauth/authorize"
+#: Authorization request parameters RFC 6749 defines as VSCHAR (printable ASCII): Authlib
+#: quotes some of them in error descriptions, which must be printable ASCII too.
+ASCII_PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+)
 
 
 def safe_next(value: str | None) -> str | None:
@@ -110,6 +122,14 @@ def authorize() -> Response:
     (unknown client, unregistered redirect URI) are shown on a page, never redirected.
     GET shows the consent page (or skips it for a remembered consent); POST is the answer.
     """
+    bad = [name for name in ASCII_PARAMETERS if not _vschar(request.values.get(name, ""))]
+    if bad:
+        return _page(
+            "error.html",
+            status=400,
+            error="invalid_request",
+            description=f"{bad[0]} must be printable ASCII",
+        )
     person = login_session.current()
     try:
         grant = oauth.authorization_server().get_consent_grant(
@@ -123,6 +143,11 @@ def authorize() -> Response:
     if request.method == "POST":
         return _decided(grant, person, request.form.get("decision") == "allow")
     return _ask(grant, person)
+
+
+def _vschar(value: str) -> bool:
+    """True when ``value`` holds only RFC 6749 VSCHAR characters (0x20-0x7E)."""
+    return all(" " <= char <= "~" for char in value)
 
 
 def _ask(grant: Any, person: login_session.Person) -> Response:
