@@ -19,7 +19,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
@@ -99,7 +99,6 @@ class Operation:
     tags: tuple[str, ...] = ()
     parameters: tuple[Mapping[str, Any], ...] = ()
     description: str | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
 
 
 def operation(
