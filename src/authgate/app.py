@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from sqlalchemy import event
+from werkzeug.routing import IntegerConverter, Map
 
 from authgate import database, errors, http_hygiene, logs, metrics
 from authgate.app_state import AppState
@@ -84,10 +85,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def _register_blueprints(app: Flask) -> None:
-    from authgate import api, health, oauth, web, wellknown
+class DatabaseId(IntegerConverter):
+    """``<int:...>`` path segments: 1 to 2**31 - 1, the range of an SQL ``INTEGER`` key.
 
+    A larger number would overflow PostgreSQL's ``integer`` (a 500); out of range is a 404.
+    """
+
+    def __init__(self, url_map: Map, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("min", 1)
+        kwargs.setdefault("max", 2**31 - 1)
+        super().__init__(url_map, *args, **kwargs)
+
+
+def _register_blueprints(app: Flask) -> None:
+    from authgate import api, health, oauth, openapi, web, wellknown
+
+    app.url_map.converters["int"] = DatabaseId
     app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
     app.register_blueprint(health.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(web.bp)

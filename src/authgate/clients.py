@@ -141,9 +141,18 @@ def create(
     return Registration(client, secret)
 
 
+def is_client_id(value: object) -> bool:
+    """True when ``value`` could be a client id: 1 to 64 RFC 6749 VSCHARs (printable ASCII)."""
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= 64
+        and all(" " <= char <= "~" for char in value)
+    )
+
+
 def find(client_id: object) -> OAuthClient | None:
     """The client with ``client_id``, or None."""
-    if not isinstance(client_id, str) or not client_id or len(client_id) > 64:
+    if not is_client_id(client_id):
         return None
     return db.session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
 

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from authgate.app_state import settings
 from authgate.errors import problem
 from authgate.extensions import db
+from authgate.openapi import PROBLEM, operation
 
 bp = Blueprint("health", __name__)
 
@@ -20,6 +21,7 @@ READY_RETRY_AFTER = 5
 
 
 @bp.get("/healthz")
+@operation("Liveness", responses={200: "Status"}, tags=["operations"])
 def healthz() -> Response:
     """Liveness: the process serves requests. No database or Redis work (the benchmark floor)."""
     response = jsonify(status="ok")
@@ -28,6 +30,7 @@ def healthz() -> Response:
 
 
 @bp.get("/readyz")
+@operation("Readiness", responses={200: "Status", 503: PROBLEM}, tags=["operations"])
 def readyz() -> Response:
     """Readiness: the database (and Redis, when configured) answer within the check timeout.
 

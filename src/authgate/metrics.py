@@ -32,6 +32,8 @@ from prometheus_client import (
     values,
 )
 
+from authgate.openapi import PROBLEM, operation
+
 if TYPE_CHECKING:
     from authgate.config import Settings
 
@@ -229,6 +231,20 @@ def token_accepted(settings: Settings, authorization: str | None) -> bool:
 
 
 @bp.get("/metrics")
+@operation(
+    "Prometheus metrics",
+    responses={
+        200: {
+            "description": "Prometheus text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        },
+        401: PROBLEM,
+        404: PROBLEM,
+    },
+    tags=["operations"],
+    description="Readable from AUTHGATE_METRICS_ALLOW networks only (404 elsewhere); with "
+    "AUTHGATE_METRICS_TOKEN set, also needs `Authorization: Bearer <metrics token>`.",
+)
 def metrics_view() -> Response:
     """Prometheus text format, for allowed networks (and the token holder, if configured)."""
     from authgate.app_state import settings as current_settings

@@ -7,11 +7,13 @@ from flask import Blueprint, Response, jsonify, request
 from authgate import keys
 from authgate.app_state import settings
 from authgate.oauth import metadata
+from authgate.openapi import operation
 
 bp = Blueprint("wellknown", __name__, url_prefix="/.well-known")
 
 
 @bp.get("/jwks.json")
+@operation("Public signing keys (JWKS)", responses={200: "JWKS", 304: None})
 def jwks() -> Response:
     """The public signing keys (RFC 7517), for offline token verification.
 
@@ -25,6 +27,7 @@ def jwks() -> Response:
 
 
 @bp.get("/oauth-authorization-server")
+@operation("OAuth authorization server metadata", responses={200: "Metadata"})
 def oauth_authorization_server() -> Response:
     """OAuth 2.0 Authorization Server Metadata (RFC 8414)."""
     response = jsonify(metadata.authorization_server())
@@ -33,6 +36,7 @@ def oauth_authorization_server() -> Response:
 
 
 @bp.get("/openid-configuration")
+@operation("OpenID Connect discovery", responses={200: "Metadata"})
 def openid_configuration() -> Response:
     """OpenID Connect Discovery 1.0 provider metadata."""
     response = jsonify(metadata.openid_provider())

@@ -7,9 +7,11 @@ from flask import Response, jsonify
 from authgate import consents
 from authgate.api import bp
 from authgate.auth import current_user, multi_auth
+from authgate.openapi import PASSWORD_PROBLEMS, PROBLEM, USER, operation
 
 
 @bp.get("/users/me/consents")
+@operation("Your OAuth consents", security=USER, responses={200: "Consents", **PASSWORD_PROBLEMS})
 @multi_auth.login_required
 def list_consents() -> Response:
     """The consents the user gave (first-party credentials only, never an OAuth token)."""
@@ -17,6 +19,7 @@ def list_consents() -> Response:
 
 
 @bp.delete("/users/me/consents")
+@operation("Withdraw every consent", security=USER, responses={204: None, **PASSWORD_PROBLEMS})
 @multi_auth.login_required
 def withdraw_all_consents() -> Response:
     """Withdraw every consent and revoke every token issued under them: ``204``."""
@@ -25,6 +28,11 @@ def withdraw_all_consents() -> Response:
 
 
 @bp.delete("/users/me/consents/<int:consent_id>")
+@operation(
+    "Withdraw one consent",
+    security=USER,
+    responses={204: None, 404: PROBLEM, **PASSWORD_PROBLEMS},
+)
 @multi_auth.login_required
 def withdraw_consent(consent_id: int) -> Response:
     """Withdraw one consent and revoke the tokens issued under it: ``204``, or ``404``."""

@@ -10,9 +10,15 @@ from authgate.app_state import settings
 from authgate.auth import current_identity, multi_auth
 from authgate.errors import InvalidBearerToken
 from authgate.oauth import protection
+from authgate.openapi import PASSWORD_PROBLEMS, PROBLEM, RESOURCE, operation
 
 
 @bp.get("/resource")
+@operation(
+    "The protected example resource",
+    security=RESOURCE,
+    responses={200: "Resource", **PASSWORD_PROBLEMS, 403: PROBLEM},
+)
 def get_resource() -> Response:
     """Greet the caller: a user (password or first-party token), or an OAuth client's token.
 

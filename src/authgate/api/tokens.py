@@ -7,6 +7,7 @@ from flask import Response, jsonify, request
 from authgate import sessions
 from authgate.api import bp, json_body
 from authgate.auth import access_token_auth, current_token_claims, password_auth
+from authgate.openapi import BASIC, BEARER, BODY_PROBLEMS, PASSWORD_PROBLEMS, PROBLEM, operation
 
 
 def _token_response(pair: sessions.TokenPair) -> Response:
@@ -16,6 +17,11 @@ def _token_response(pair: sessions.TokenPair) -> Response:
 
 
 @bp.route("/token", methods=["GET", "POST"])
+@operation(
+    "Log in: a token pair for a password",
+    security=BASIC,
+    responses={200: "TokenPair", **PASSWORD_PROBLEMS},
+)
 @password_auth.login_required
 def new_token() -> Response:
     """Issue an access token and a refresh token; only a password is accepted, never a token."""
@@ -28,6 +34,11 @@ def new_token() -> Response:
 
 
 @bp.post("/token/refresh")
+@operation(
+    "Rotate a refresh token",
+    body="RefreshRequest",
+    responses={200: "TokenPair", **BODY_PROBLEMS, 401: PROBLEM},
+)
 def refresh_token() -> Response:
     """Rotate a refresh token: a new access token and a new refresh token."""
     body = json_body("refresh_token")
@@ -38,6 +49,11 @@ def refresh_token() -> Response:
 
 
 @bp.delete("/token")
+@operation(
+    "Log out: revoke this access token and its family",
+    security=(*BASIC, *BEARER),
+    responses={204: None, 401: PROBLEM},
+)
 @access_token_auth.login_required
 def revoke_current_token() -> tuple[str, int]:
     """Log out: revoke the access token this request carries and its whole family."""
@@ -48,6 +64,9 @@ def revoke_current_token() -> tuple[str, int]:
 
 
 @bp.post("/token/revoke")
+@operation(
+    "Revoke a token (RFC 7009)", body="RevokeRequest", responses={200: None, **BODY_PROBLEMS}
+)
 def revoke_token() -> tuple[str, int]:
     """RFC 7009 revocation of an access or refresh token: ``200`` even for unknown tokens."""
     body = json_body("token")

@@ -8,9 +8,21 @@ from authgate import accounts, audit, sessions
 from authgate.api import bp, json_body
 from authgate.app_state import settings
 from authgate.auth import TokenIdentity, current_identity, current_user, multi_auth
+from authgate.openapi import BODY_PROBLEMS, PASSWORD_PROBLEMS, PROBLEM, USER, operation
 
 
 @bp.post("/users")
+@operation(
+    "Register a user",
+    body="Credentials",
+    responses={
+        201: "User",
+        **BODY_PROBLEMS,
+        409: PROBLEM,
+        429: PROBLEM,
+        503: PROBLEM,
+    },
+)
 def new_user() -> Response:
     """Register a user: ``201`` with ``{"id", "username"}`` and a ``Location`` header."""
     body = json_body("username", "password")
@@ -22,6 +34,7 @@ def new_user() -> Response:
 
 
 @bp.get("/users/<int:user_id>")
+@operation("A user's public profile", responses={200: "User", 404: PROBLEM})
 def get_user(user_id: int) -> Response:
     """Public profile of a user; ``404`` if unknown."""
     return jsonify(accounts.get(user_id).to_dict())
@@ -33,6 +46,7 @@ def _current_session() -> str | None:
 
 
 @bp.get("/users/me")
+@operation("Your account", security=USER, responses={200: "PrivateUser", **PASSWORD_PROBLEMS})
 @multi_auth.login_required
 def get_me() -> Response:
     """The authenticated user's own account."""
@@ -40,6 +54,12 @@ def get_me() -> Response:
 
 
 @bp.put("/users/me/password")
+@operation(
+    "Change your password",
+    security=USER,
+    body="PasswordChange",
+    responses={204: None, **BODY_PROBLEMS, **PASSWORD_PROBLEMS},
+)
 @multi_auth.login_required
 def change_password() -> tuple[str, int]:
     """Change the password (the current one is required); every other token is revoked."""
@@ -51,6 +71,12 @@ def change_password() -> tuple[str, int]:
 
 
 @bp.delete("/users/me")
+@operation(
+    "Delete your account",
+    security=USER,
+    body="PasswordConfirmation",
+    responses={204: None, **BODY_PROBLEMS, **PASSWORD_PROBLEMS},
+)
 @multi_auth.login_required
 def delete_me() -> tuple[str, int]:
     """Delete the account (the password is required again) and every token of it."""
@@ -60,6 +86,7 @@ def delete_me() -> tuple[str, int]:
 
 
 @bp.delete("/users/me/tokens")
+@operation("Log out everywhere", security=USER, responses={204: None, **PASSWORD_PROBLEMS})
 @multi_auth.login_required
 def logout_everywhere() -> tuple[str, int]:
     """Revoke every token of the user issued until now, on every device."""
@@ -68,6 +95,7 @@ def logout_everywhere() -> tuple[str, int]:
 
 
 @bp.get("/users/me/sessions")
+@operation("Your live logins", security=USER, responses={200: "Sessions", **PASSWORD_PROBLEMS})
 @multi_auth.login_required
 def list_sessions() -> Response:
     """The user's live logins (token families), the one of this request marked ``current``."""
@@ -83,6 +111,11 @@ def list_sessions() -> Response:
 
 
 @bp.delete("/users/me/sessions/<session_id>")
+@operation(
+    "End one login",
+    security=USER,
+    responses={204: None, 404: PROBLEM, **PASSWORD_PROBLEMS},
+)
 @multi_auth.login_required
 def end_session(session_id: str) -> tuple[str, int]:
     """End one of the user's logins; ``404`` if it is not theirs."""
@@ -95,6 +128,7 @@ MY_EVENTS_LIMIT = 100
 
 
 @bp.get("/users/me/events")
+@operation("Your security events", security=USER, responses={200: "Events", **PASSWORD_PROBLEMS})
 @multi_auth.login_required
 def my_events() -> Response:
     """The authenticated user's own security events, newest first (ASVS 16.2)."""

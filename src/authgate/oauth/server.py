@@ -101,10 +101,22 @@ def _throttled(method: str, authenticate: ClientAuth) -> ClientAuth:
     """
 
     def check(query_client: Callable[[str], Any], request: OAuth2Request) -> OAuthClient | None:
-        client_id, secret = _presented(method, request)
+        try:
+            client_id, secret = _presented(method, request)
+        except ValueError as error:  # Authlib cannot split a bare "Authorization: Basic"
+            raise InvalidClientError(
+                status_code=401, description="Malformed Basic credentials."
+            ) from error
         if not client_id or not secret:
             return authenticate(query_client, request)  # this method was not used
         client_id = client_id[:128]
+        if not clients.is_client_id(client_id):
+            # Not a client id any client can have (e.g. a NUL, which PostgreSQL cannot
+            # store): refused before the throttle and the audit log would write it down.
+            raise InvalidClientError(
+                status_code=401 if method == "client_secret_basic" else 400,
+                description="Client authentication failed.",
+            )
         try:
             attempt = throttle.check("client:" + client_id, client_id=client_id)
         except Throttled as error:

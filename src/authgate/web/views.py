@@ -14,9 +14,22 @@ from authgate.app_state import settings
 from authgate.errors import AuthGateError, InvalidCredentials
 from authgate.oauth.grants import Approval
 from authgate.oauth.server import Issuer
+from authgate.openapi import AUTHORIZE_PARAMETERS, FORM, HTML, PROBLEM, REDIRECT, operation
 from authgate.web import bp, login_session
 
 AUTHORIZE_PATH = "/oauth/authorize"
+#: Authorization request parameters RFC 6749 defines as VSCHAR (printable ASCII): Authlib
+#: quotes some of them in error descriptions, which must be printable ASCII too.
+ASCII_PARAMETERS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+)
 
 
 def safe_next(value: str | None) -> str | None:
@@ -35,6 +48,15 @@ def _page(template: str, status: int = 200, **context: object) -> Response:
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@operation("The login page", methods=["GET"], responses={200: HTML}, tags=["pages"])
+@operation(
+    "Log in (form)",
+    methods=["POST"],
+    body="LoginForm",
+    body_type=FORM,
+    responses={303: REDIRECT, 400: HTML, 413: PROBLEM, 429: HTML, 503: HTML},
+    tags=["pages"],
+)
 def login() -> Response:
     """Show the login form; on POST check the password (throttled, audited) and continue."""
     next_url = safe_next(request.values.get("next"))
@@ -60,6 +82,13 @@ def login() -> Response:
 
 
 @bp.post("/logout")
+@operation(
+    "Log out of the pages",
+    body="CsrfForm",
+    body_type=FORM,
+    responses={303: REDIRECT, 400: HTML, 413: PROBLEM},
+    tags=["pages"],
+)
 def logout() -> Response:
     """End the page session."""
     person = login_session.current()
@@ -70,6 +99,22 @@ def logout() -> Response:
 
 
 @bp.route(AUTHORIZE_PATH, methods=["GET", "POST"])
+@operation(
+    "Authorization endpoint: login, then consent",
+    methods=["GET"],
+    parameters=AUTHORIZE_PARAMETERS,
+    responses={200: HTML, 302: REDIRECT, 303: REDIRECT, 400: HTML},
+    tags=["oauth"],
+)
+@operation(
+    "Authorization endpoint: the consent answer",
+    methods=["POST"],
+    parameters=AUTHORIZE_PARAMETERS,
+    body="ConsentForm",
+    body_type=FORM,
+    responses={302: REDIRECT, 303: REDIRECT, 400: HTML, 413: PROBLEM},
+    tags=["oauth"],
+)
 def authorize() -> Response:
     """The authorization endpoint (RFC 6749 3.1): login, then consent, then the redirect.
 
@@ -77,6 +122,14 @@ def authorize() -> Response:
     (unknown client, unregistered redirect URI) are shown on a page, never redirected.
     GET shows the consent page (or skips it for a remembered consent); POST is the answer.
     """
+    bad = [name for name in ASCII_PARAMETERS if not _vschar(request.values.get(name, ""))]
+    if bad:
+        return _page(
+            "error.html",
+            status=400,
+            error="invalid_request",
+            description=f"{bad[0]} must be printable ASCII",
+        )
     person = login_session.current()
     try:
         grant = oauth.authorization_server().get_consent_grant(
@@ -90,6 +143,11 @@ def authorize() -> Response:
     if request.method == "POST":
         return _decided(grant, person, request.form.get("decision") == "allow")
     return _ask(grant, person)
+
+
+def _vschar(value: str) -> bool:
+    """True when ``value`` holds only RFC 6749 VSCHAR characters (0x20-0x7E)."""
+    return all(" " <= char <= "~" for char in value)
 
 
 def _ask(grant: Any, person: login_session.Person) -> Response:
