@@ -49,7 +49,7 @@ def verifier(issuer: FakeIssuer, clock: Clock) -> Iterator[Verifier]:
     """A verifier of ``issuer`` without introspection."""
     verifier = Verifier(issuer.url, clock=clock)
     yield verifier
-    verifier._http.close()
+    verifier.close()
 
 
 def test_import_does_not_load_authgate_app() -> None:
@@ -158,7 +158,7 @@ def test_issuer_down_keeps_cached_keys_and_fails_closed_without_them(
     issuer.down = True
     clock.advance(61)
     assert verifier.verify(issuer.token())["sub"] == "42"
-    verifier._http.close()
+    verifier.close()
 
     cold = Verifier(issuer.url, clock=clock)
     with pytest.raises(IssuerUnavailable):
@@ -170,7 +170,7 @@ def test_issuer_down_keeps_cached_keys_and_fails_closed_without_them(
     issuer.down = False
     clock.advance(5)
     assert cold.verify(issuer.token())["sub"] == "42"
-    cold._http.close()
+    cold.close()
 
 
 def _forged_hs256(issuer: FakeIssuer) -> str:
@@ -244,7 +244,7 @@ def test_metadata_naming_another_issuer_is_refused(issuer: FakeIssuer, clock: Cl
     verifier = Verifier(issuer.url.replace("127.0.0.1", "localhost"), clock=clock)
     with pytest.raises(IssuerUnavailable):
         verifier.verify(issuer.token())
-    verifier._http.close()
+    verifier.close()
 
 
 def test_introspection_catches_revocation_within_its_cache_time(
@@ -271,7 +271,7 @@ def test_introspection_catches_revocation_within_its_cache_time(
     with pytest.raises(InvalidToken, match="revoked"):
         verifier.verify(token)
     assert issuer.hits["/introspect"] == 2  # the negative answer is cached too
-    verifier._http.close()
+    verifier.close()
 
 
 def test_introspection_failure_fails_closed(issuer: FakeIssuer, clock: Clock) -> None:
@@ -281,7 +281,7 @@ def test_introspection_failure_fails_closed(issuer: FakeIssuer, clock: Clock) ->
     )
     with pytest.raises(IssuerUnavailable):
         verifier.verify(issuer.token())
-    verifier._http.close()
+    verifier.close()
 
 
 def test_introspection_needs_both_id_and_secret(issuer: FakeIssuer) -> None:
@@ -379,3 +379,22 @@ def test_wsgi_middleware_protects_any_app(issuer: FakeIssuer) -> None:
     assert refused.json["error"] == "insufficient_scope"
     assert client.get("/orders").status_code == 401
     assert client.get("/healthz").json == {"sub": None}
+
+
+def test_missing_issuer_is_a_startup_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AuthGateResource(app) refuses to start without AUTHGATE_ISSUER (config or environment)."""
+    from authgate.resource import AuthGateResource
+
+    monkeypatch.delenv("AUTHGATE_ISSUER", raising=False)
+    with pytest.raises(RuntimeError, match="AUTHGATE_ISSUER"):
+        AuthGateResource(Flask(__name__))
+    with pytest.raises(ValueError, match="http"):
+        AuthGateResource(Flask(__name__), leeway=0).init_app(
+            _configured(AUTHGATE_ISSUER="ftp://authgate.example")
+        )
+
+
+def _configured(**config: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(config)
+    return app

@@ -117,7 +117,7 @@ class TokenError(Exception):
             ("Cache-Control", "no-store"),
             ("WWW-Authenticate", self.challenge(realm)),
         ]
-        return self.status, headers, json.dumps(body).encode()
+        return self.status, headers, json.dumps(body, separators=(",", ":")).encode()
 
 
 class MissingToken(TokenError):
@@ -393,9 +393,9 @@ class Verifier:
         self.algorithms = list(algorithms)
         self._introspect = (introspect_client_id, introspect_client_secret)
         self._introspect_ttl = introspect_cache_seconds
-        self._http = http or httpx.Client(timeout=HTTP_TIMEOUT)
+        self._http_client = http
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # _metadata holds it while _http builds the client
         self._jwks: JWKSCache | None = None
         self._introspector: Introspector | None = None
         self._failed_at = float("-inf")
@@ -425,6 +425,20 @@ class Verifier:
             introspect_client_secret=setting("AUTHGATE_INTROSPECT_CLIENT_SECRET"),
             **options,
         )
+
+    @property
+    def _http(self) -> httpx.Client:
+        """The HTTP client, created on first use (so not before a pre-forking server forks)."""
+        if self._http_client is None:
+            with self._lock:
+                if self._http_client is None:
+                    self._http_client = httpx.Client(timeout=HTTP_TIMEOUT)
+        return self._http_client
+
+    def close(self) -> None:
+        """Close the HTTP client (connections to the issuer)."""
+        if self._http_client is not None:
+            self._http_client.close()
 
     @property
     def introspection_enabled(self) -> bool:

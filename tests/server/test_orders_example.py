@@ -52,6 +52,7 @@ class Example:
         """Start gunicorn (one worker, four threads) and wait for /healthz."""
         command = [sys.executable, "-m", "gunicorn", "--chdir", str(EXAMPLE)]
         command += ["--bind", f"127.0.0.1:{self.port}", "--workers", "1", "--threads", "4"]
+        command.append("--no-control-socket")  # gunicorn 27: one shared default path
         command.append("app:create_app()")
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
