@@ -389,9 +389,7 @@ def test_missing_issuer_is_a_startup_error(monkeypatch: pytest.MonkeyPatch) -> N
     with pytest.raises(RuntimeError, match="AUTHGATE_ISSUER"):
         AuthGateResource(Flask(__name__))
     with pytest.raises(ValueError, match="http"):
-        AuthGateResource(Flask(__name__), leeway=0).init_app(
-            _configured(AUTHGATE_ISSUER="ftp://authgate.example")
-        )
+        AuthGateResource(leeway=0).init_app(_configured(AUTHGATE_ISSUER="ftp://authgate.example"))
 
 
 def _configured(**config: Any) -> Flask:
