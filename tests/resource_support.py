@@ -45,6 +45,8 @@ class FakeIssuer:
     down: bool = False
     introspection_client: tuple[str, str] = ("rs", "rs-secret")
     revoked: set[str] = field(default_factory=set)
+    #: JWKs published besides the signing keys (to test that unusable ones are skipped).
+    extra_jwks: list[dict[str, Any]] = field(default_factory=list)
     hits: dict[str, int] = field(default_factory=dict)
     not_modified: int = 0
     server: ThreadingHTTPServer | None = None
@@ -68,9 +70,8 @@ class FakeIssuer:
 
     def jwks(self) -> dict[str, Any]:
         """The published JWK Set."""
-        return {
-            "keys": [{**k.as_dict(private=False), "use": "sig", "alg": "ES256"} for k in self.keys]
-        }
+        keys = [{**k.as_dict(private=False), "use": "sig", "alg": "ES256"} for k in self.keys]
+        return {"keys": [*self.extra_jwks, *keys]}
 
     def token(
         self,

@@ -149,6 +149,21 @@ def test_new_key_is_picked_up_on_unknown_kid(
     assert issuer.hits["/jwks"] == 2
 
 
+def test_unusable_keys_in_the_jwks_are_skipped(issuer: FakeIssuer, verifier: Verifier) -> None:
+    """Symmetric, encryption, kid-less and unknown-type keys do not spoil the key set."""
+    issuer.extra_jwks = [
+        {"kty": "oct", "kid": "shared", "k": "c2VjcmV0"},
+        {**issuer.jwks()["keys"][0], "kid": "enc-key", "use": "enc"},
+        {"kty": "XYZ", "kid": "future"},
+        {"kty": "EC", "crv": "P-256", "x": "bad", "y": "bad", "kid": "broken"},
+        {"kty": "EC"},
+    ]
+    assert verifier.verify(issuer.token())["sub"] == "42"
+    for kid in ("shared", "enc-key", "future", "broken"):
+        with pytest.raises(InvalidToken, match="unknown signing key"):
+            verifier.verify(issuer.token(header={"kid": kid}))
+
+
 def test_issuer_down_keeps_cached_keys_and_fails_closed_without_them(
     issuer: FakeIssuer, clock: Clock
 ) -> None:

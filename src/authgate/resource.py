@@ -40,7 +40,7 @@ import httpx
 from flask import Flask, current_app, g, request
 from joserfc import jws, jwt
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
-from joserfc.jwk import KeySet
+from joserfc.jwk import KeySet, import_key
 from joserfc.jwt import JWTClaimsRegistry
 from werkzeug.local import LocalProxy
 
@@ -278,14 +278,19 @@ class JWKSCache:
 
 
 def _import_jwks(document: Any) -> tuple[KeySet, frozenset[str]]:
-    """Signing keys with a ``kid`` from a JWK Set document (others are ignored)."""
-    usable = [
-        key
-        for key in document["keys"]
-        if isinstance(key, dict) and isinstance(key.get("kid"), str) and key.get("use") != "enc"
-    ]
-    keyset = KeySet.import_key_set({"keys": usable})
-    return keyset, frozenset(key["kid"] for key in usable)
+    """Signing keys with a ``kid`` from a JWK Set document; keys we cannot use (encryption
+    keys, unknown types, no ``kid``, symmetric) are skipped, not fatal."""
+    imported = []
+    for data in document["keys"]:
+        if not isinstance(data, dict) or not isinstance(data.get("kid"), str):
+            continue
+        if data.get("use") == "enc" or data.get("kty") == "oct":
+            continue
+        try:
+            imported.append(import_key(data))
+        except (JoseError, ValueError, TypeError, KeyError, binascii.Error):
+            log.warning("skipping unusable key %s in the JWKS", data.get("kid"))
+    return KeySet(imported), frozenset(str(key.kid) for key in imported)
 
 
 # --- introspection ------------------------------------------------------------------
@@ -528,6 +533,8 @@ class Verifier:
     def _make_introspector(self, metadata: IssuerMetadata) -> Introspector:
         client_id, secret = self._introspect
         if not metadata.introspection_endpoint or client_id is None or secret is None:
+            self._failed_at = self._clock()  # retried with the metadata, not on every request
+            log.error("introspection is configured but %s publishes no endpoint", self.issuer)
             raise IssuerUnavailable("the issuer publishes no introspection endpoint")
         return Introspector(
             metadata.introspection_endpoint,
