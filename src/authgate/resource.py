@@ -448,7 +448,7 @@ class Verifier:
     @property
     def introspection_enabled(self) -> bool:
         """True when tokens are also checked at the introspection endpoint."""
-        return self._introspect[0] is not None
+        return bool(self._introspect[0])
 
     def verify(
         self,
