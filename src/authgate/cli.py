@@ -327,15 +327,19 @@ def _client_command(action: Any) -> Any:
 @client_group.command("create")
 @click.option("--name", required=True, help="Shown to people on the consent page.")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="Exact URI; repeatable.")
-@click.option("--scope", required=True, help='Space-separated, e.g. "openid profile".')
+@click.option("--scope", default="", help='Space-separated, e.g. "openid profile".')
 @click.option("--type", "client_type", type=click.Choice(["public", "confidential"]), required=True)
 @click.option(
     "--grant",
     "grant_types",
     multiple=True,
-    required=True,
     type=click.Choice(["authorization_code", "client_credentials", "refresh_token"]),
-    help="Repeatable.",
+    help="Repeatable; optional only with --introspect.",
+)
+@click.option(
+    "--introspect",
+    is_flag=True,
+    help="A resource server's client: may introspect every access token (RFC 7662).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def client_create(
@@ -344,12 +348,13 @@ def client_create(
     scope: str,
     client_type: str,
     grant_types: tuple[str, ...],
+    introspect: bool,
     as_json: bool,
 ) -> None:
     """Register an OAuth client; prints its client_id and, once, its client_secret."""
     data = _client_command(
         lambda: clients.create(
-            name, client_type, list(redirect_uris), scope, list(grant_types)
+            name, client_type, list(redirect_uris), scope, list(grant_types), introspect
         ).to_dict()
     )
     _print_client(data, as_json)

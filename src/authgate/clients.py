@@ -86,16 +86,25 @@ def check_redirect_uri(uri: str) -> str:
 
 
 def _check_registration(
-    name: str, client_type: str, redirect_uris: list[str], scope: str, grant_types: list[str]
+    name: str,
+    client_type: str,
+    redirect_uris: list[str],
+    scope: str,
+    grant_types: list[str],
+    introspect: bool = False,
 ) -> tuple[str, list[str], list[str]]:
     if not name.strip() or len(name) > MAX_NAME_LENGTH:
         raise InvalidInput(f"client name must be 1 to {MAX_NAME_LENGTH} characters")
     if client_type not in CLIENT_TYPES:
         raise InvalidInput(f"client type must be one of {', '.join(CLIENT_TYPES)}")
+    if introspect and client_type == "public":
+        raise InvalidInput("introspection needs a confidential client")
     grants = list(dict.fromkeys(grant_types))
     unknown = [g for g in grants if g not in GRANT_TYPES]
-    if unknown or not grants:
+    if unknown or not (grants or introspect):
         raise InvalidInput(f"grant types must be among {', '.join(GRANT_TYPES)}")
+    if not grants and not scope.strip():
+        return "", [check_redirect_uri(u) for u in dict.fromkeys(redirect_uris)], grants
     if "client_credentials" in grants and client_type == "public":
         raise InvalidInput("client_credentials needs a confidential client")
     if "refresh_token" in grants and "authorization_code" not in grants:
@@ -121,9 +130,16 @@ def create(
     redirect_uris: list[str],
     scope: str,
     grant_types: list[str],
+    introspect: bool = False,
 ) -> Registration:
-    """Register a client; the secret of a confidential client is returned once, never stored."""
-    scopes, uris, grants = _check_registration(name, client_type, redirect_uris, scope, grant_types)
+    """Register a client; the secret of a confidential client is returned once, never stored.
+
+    ``introspect`` makes it a resource server's client: it may introspect every access
+    token (RFC 7662), AuthGate's own included; such a client needs no grant type nor scope.
+    """
+    scopes, uris, grants = _check_registration(
+        name, client_type, redirect_uris, scope, grant_types, introspect
+    )
     secret = _new_secret() if client_type == "confidential" else None
     client = OAuthClient(
         client_id=CLIENT_ID_PREFIX + secrets.token_urlsafe(18),
@@ -133,11 +149,14 @@ def create(
         redirect_uris=uris,
         scope=scopes,
         grant_types=grants,
+        can_introspect=introspect,
         created_at=clock.now(),
     )
     db.session.add(client)
     db.session.commit()
-    audit.record("oauth.client.created", client_id=client.client_id, type=client_type)
+    audit.record(
+        "oauth.client.created", client_id=client.client_id, type=client_type, introspect=introspect
+    )
     return Registration(client, secret)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     ForeignKey,
     Index,
@@ -16,6 +17,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -258,6 +260,8 @@ class OAuthClient(db.Model):  # type: ignore[name-defined]
     grant_types: Mapped[list[str]] = mapped_column(db.JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=clock.now)
     secret_rotated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # A resource server's client: may introspect every access token, not only its own.
+    can_introspect: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     @property
     def is_public(self) -> bool:
@@ -278,6 +282,7 @@ class OAuthClient(db.Model):  # type: ignore[name-defined]
             "redirect_uris": list(self.redirect_uris),
             "scope": self.scope,
             "grant_types": list(self.grant_types),
+            "introspect": self.can_introspect,
             "token_endpoint_auth_methods": self.auth_methods(),
             "created_at": self.created_at.isoformat(),
             "secret_rotated_at": (

@@ -54,11 +54,11 @@ class IssuedAccessToken:
     def user_id(self) -> int | None:
         """The person the token acts for; None for client-credentials tokens."""
         sub = str(self.claims["sub"])
-        return int(sub) if sub.isdigit() and sub != self.claims["client_id"] else None
+        return int(sub) if sub.isdigit() and sub != self.claims.get("client_id") else None
 
     def check_client(self, client: OAuthClient) -> bool:
-        """True when issued to ``client``."""
-        return bool(self.claims["client_id"] == client.client_id)
+        """True when issued to ``client`` (never for AuthGate's own tokens)."""
+        return bool(self.claims.get("client_id") == client.client_id)
 
     def get_scope(self) -> str:
         """The granted scopes."""
@@ -78,7 +78,6 @@ class IssuedAccessToken:
         body: dict[str, Any] = {
             "active": True,
             "token_type": "Bearer",
-            "client_id": claims["client_id"],
             "scope": self.get_scope(),
             "sub": claims["sub"],
             "aud": claims["aud"],
@@ -87,6 +86,8 @@ class IssuedAccessToken:
             "iat": claims["iat"],
             "jti": claims["jti"],
         }
+        if tokens.is_delegated(claims):
+            body["client_id"] = claims["client_id"]
         user = db.session.get(User, self.user_id) if self.user_id is not None else None
         if user is not None:
             body["username"] = user.username
@@ -222,19 +223,24 @@ def record(token: dict[str, Any], request: OAuth2Request) -> None:
     )
 
 
-def find_token(token: str, hint: str | None) -> IssuedAccessToken | IssuedRefreshToken | None:
+def find_token(
+    token: str, hint: str | None, first_party: bool = False
+) -> IssuedAccessToken | IssuedRefreshToken | None:
     """The OAuth token ``token`` names, or None (unknown, expired, revoked, first-party).
 
     No hint is needed: access tokens are JWTs, refresh tokens opaque. A refresh token is
     returned even when spent or revoked (its ``is_revoked`` says so), so that the refresh
-    grant can detect reuse.
+    grant can detect reuse. ``first_party`` also finds AuthGate's own access tokens (for
+    resource servers allowed to introspect them).
     """
     if tokens.looks_like_jwt(token):
         try:
             claims = tokens.verify_access_token(token)
         except InvalidToken:
             return None
-        return IssuedAccessToken(claims) if tokens.is_delegated(claims) else None
+        if first_party or tokens.is_delegated(claims):
+            return IssuedAccessToken(claims)
+        return None
     if not isinstance(token, str) or not 40 <= len(token) <= 64:
         return None
     row = db.session.scalar(

@@ -1,0 +1,716 @@
+"""Protect another service with AuthGate access tokens (an OAuth 2 resource server).
+
+Imported by *your* APIs, not by AuthGate itself, and it loads nothing of AuthGate's app::
+
+    from authgate.resource import current_token, require_token
+
+    @app.get("/orders")
+    @require_token(scope="orders:read")
+    def orders():
+        return {"owner": current_token["sub"]}
+
+Configured by the issuer URL alone (``app.config["AUTHGATE_ISSUER"]`` or the
+``AUTHGATE_ISSUER`` environment variable). The JWKS is found through the issuer's RFC 8414
+metadata, cached as its ``Cache-Control: max-age`` says (revalidated with its ``ETag``),
+and fetched again for an unknown ``kid`` at most once a minute, so a token is verified
+without calling AuthGate. With ``AUTHGATE_INTROSPECT_CLIENT_ID``/``_SECRET`` (a client
+created with ``authgate client create --introspect``) every token is also checked at the
+introspection endpoint (RFC 7662), answers cached a few seconds, so revocations are seen.
+
+Errors follow RFC 6750 3: ``401`` + ``WWW-Authenticate: Bearer error="invalid_token"``,
+``403`` ``insufficient_scope``, with JSON bodies ``{"error", "error_description"}``.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import json
+import logging
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any, TypeVar
+
+import httpx
+from flask import Flask, current_app, g, request
+from joserfc import jws, jwt
+from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
+from joserfc.jwk import KeySet, import_key
+from joserfc.jwt import JWTClaimsRegistry
+from werkzeug.local import LocalProxy
+
+__all__ = [
+    "AuthGateResource",
+    "InsufficientScope",
+    "InvalidToken",
+    "IssuerUnavailable",
+    "JWKSCache",
+    "MissingToken",
+    "RequireToken",
+    "TokenError",
+    "Verifier",
+    "current_token",
+    "require_token",
+]
+
+log = logging.getLogger(__name__)
+
+#: Signature algorithms accepted (AuthGate signs with ES256 only).
+ALGORITHMS = ("ES256",)
+#: JOSE ``typ`` of AuthGate's access tokens: first-party ``JWT``, OAuth ``at+jwt`` (RFC 9068).
+ACCESS_TOKEN_TYPES = frozenset({"jwt", "at+jwt", "application/at+jwt"})
+#: An unknown ``kid`` makes us fetch the JWKS again at most this often.
+UNKNOWN_KID_REFETCH_SECONDS = 60.0
+#: JWKS lifetime when the issuer sends no ``max-age``; bounds on what it may say.
+DEFAULT_MAX_AGE = 300.0
+MIN_MAX_AGE = 5.0
+MAX_MAX_AGE = 86400.0
+#: After a failed fetch, wait this long before trying the issuer again.
+RETRY_SECONDS = 5.0
+HTTP_TIMEOUT = 5.0
+#: How long an introspection answer is trusted, and how many answers are kept.
+INTROSPECT_CACHE_SECONDS = 5.0
+INTROSPECT_CACHE_SIZE = 10_000
+MAX_TOKEN_LENGTH = 4096
+#: Claims only an OpenID Connect ID token carries: an ID token is not an access token.
+ID_TOKEN_CLAIMS = ("nonce", "at_hash", "auth_time")
+METADATA_PATHS = ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration")
+EXTENSION = "authgate.resource"
+ENVIRON_KEY = "authgate.token"
+
+
+# --- errors -------------------------------------------------------------------------
+
+
+class TokenError(Exception):
+    """Base of every refusal; carries the RFC 6750 ``error`` code and HTTP status."""
+
+    status = 401
+    error: str | None = "invalid_token"
+
+    def __init__(self, description: str, scope: str | None = None) -> None:
+        super().__init__(description)
+        self.description = description
+        self.scope = scope
+
+    def challenge(self, realm: str) -> str:
+        """The ``WWW-Authenticate`` value (RFC 6750 3)."""
+        parts = [f'realm="{realm}"']
+        if self.error:
+            parts += [f'error="{self.error}"', f'error_description="{self.description}"']
+        if self.scope:
+            parts.append(f'scope="{self.scope}"')
+        return "Bearer " + ", ".join(parts)
+
+    def response(self, realm: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        """``(status, headers, JSON body)`` of the refusal, for any framework."""
+        body = {"error": self.error or "invalid_request", "error_description": self.description}
+        if self.scope:
+            body["scope"] = self.scope
+        headers = [
+            ("Content-Type", "application/json"),
+            ("Cache-Control", "no-store"),
+            ("WWW-Authenticate", self.challenge(realm)),
+        ]
+        return self.status, headers, json.dumps(body, separators=(",", ":")).encode()
+
+
+class MissingToken(TokenError):
+    """Raised when the request carries no Bearer token (401 without an error code, 6750 3.1)."""
+
+    error = None
+
+
+class MalformedRequest(TokenError):
+    """Raised for an ``Authorization: Bearer`` header without a usable token (400)."""
+
+    status = 400
+    error = "invalid_request"
+
+
+class InvalidToken(TokenError):
+    """Raised when the token is malformed, forged, expired, for another issuer or audience,
+    not an access token, or revoked (401 ``invalid_token``)."""
+
+
+class InsufficientScope(TokenError):
+    """Raised when a valid token lacks a required scope (403 ``insufficient_scope``)."""
+
+    status = 403
+    error = "insufficient_scope"
+
+
+class IssuerUnavailable(TokenError):
+    """Raised when the keys or the introspection answer cannot be obtained from the issuer
+    (503: fail closed, never accept a token we could not check)."""
+
+    status = 503
+    error = "temporarily_unavailable"
+
+    def response(self, realm: str) -> tuple[int, list[tuple[str, str]], bytes]:
+        """As for any refusal, plus ``Retry-After``."""
+        status, headers, body = super().response(realm)
+        return status, [*headers, ("Retry-After", str(int(RETRY_SECONDS)))], body
+
+
+# --- discovery and keys -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuerMetadata:
+    """What we need from the issuer's RFC 8414 / OIDC discovery document."""
+
+    issuer: str
+    jwks_uri: str
+    introspection_endpoint: str | None
+
+
+def discover(issuer: str, http: httpx.Client) -> IssuerMetadata:
+    """Read the issuer's metadata (RFC 8414, then OpenID Connect Discovery).
+
+    The document must name exactly ``issuer`` (RFC 8414 3.3), so a wrong URL cannot
+    redirect us to somebody else's keys. Raises IssuerUnavailable.
+    """
+    for path in METADATA_PATHS:
+        try:
+            response = http.get(issuer + path)
+            document = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            continue
+        if not isinstance(document, dict):
+            continue
+        if document.get("issuer") != issuer or not isinstance(document.get("jwks_uri"), str):
+            log.error("issuer metadata at %s names another issuer or no jwks_uri", issuer + path)
+            continue
+        endpoint = document.get("introspection_endpoint")
+        return IssuerMetadata(issuer, document["jwks_uri"], endpoint)
+    raise IssuerUnavailable("cannot read the issuer's metadata")
+
+
+def max_age(cache_control: str | None) -> float:
+    """Seconds a response may be cached, from ``Cache-Control`` (bounded, see MIN_MAX_AGE)."""
+    if cache_control is None:
+        return DEFAULT_MAX_AGE
+    if re.search(r"\b(no-store|no-cache)\b", cache_control):
+        return MIN_MAX_AGE
+    match = re.search(r"\bmax-age=(\d+)", cache_control)
+    seconds = float(match.group(1)) if match else DEFAULT_MAX_AGE
+    return min(max(seconds, MIN_MAX_AGE), MAX_MAX_AGE)
+
+
+@dataclass(frozen=True)
+class _KeysState:
+    keys: KeySet | None = None
+    kids: frozenset[str] = frozenset()
+    etag: str | None = None
+    expires_at: float = float("-inf")
+    fetched_at: float = float("-inf")
+
+
+class JWKSCache:
+    """The issuer's public keys, cached per process.
+
+    Fresh for the ``max-age`` the issuer sends; then revalidated (``If-None-Match`` with
+    the ``ETag``). A token naming a ``kid`` we do not hold triggers a new fetch only if
+    the last one is at least ``refetch_interval`` seconds old, so forged ``kid`` values
+    cannot make us hammer the issuer. When the issuer is unreachable, the keys we hold
+    keep working and we retry every RETRY_SECONDS.
+    """
+
+    def __init__(
+        self,
+        jwks_uri: str,
+        http: httpx.Client,
+        clock: Callable[[], float] = time.monotonic,
+        refetch_interval: float = UNKNOWN_KID_REFETCH_SECONDS,
+    ) -> None:
+        self.jwks_uri = jwks_uri
+        self.fetches = 0
+        self._http = http
+        self._clock = clock
+        self._refetch_interval = refetch_interval
+        self._state = _KeysState()
+        self._lock = threading.Lock()
+
+    def keys_for(self, kid: str) -> KeySet:
+        """A key set holding ``kid``; raises InvalidToken (unknown kid) or IssuerUnavailable."""
+        state = self._state
+        if kid in state.kids and self._clock() < state.expires_at:
+            return state.keys  # type: ignore[return-value]
+        with self._lock:
+            state = self._state
+            now = self._clock()
+            expired = now >= state.expires_at
+            unknown = kid not in state.kids and now - state.fetched_at >= self._refetch_interval
+            if expired or unknown:
+                state = self._refresh(state, now)
+        if state.keys is None:
+            raise IssuerUnavailable("cannot fetch the issuer's signing keys")
+        if kid not in state.kids:
+            raise InvalidToken("unknown signing key")
+        return state.keys
+
+    def _refresh(self, state: _KeysState, now: float) -> _KeysState:
+        headers = {"If-None-Match": state.etag} if state.etag and state.keys else {}
+        self.fetches += 1
+        try:
+            response = self._http.get(self.jwks_uri, headers=headers)
+            if response.status_code == 304 and state.keys is not None:
+                keys, kids = state.keys, state.kids
+            elif response.status_code == 200:
+                keys, kids = _import_jwks(response.json())
+            else:
+                raise ValueError(f"status {response.status_code}")
+        except (httpx.HTTPError, ValueError, TypeError, KeyError, JoseError) as exc:
+            log.warning("cannot refresh JWKS from %s: %s", self.jwks_uri, exc)
+            fresh = _KeysState(state.keys, state.kids, state.etag, now + RETRY_SECONDS, now)
+        else:
+            expires_at = now + max_age(response.headers.get("Cache-Control"))
+            etag = response.headers.get("ETag", state.etag if response.status_code == 304 else None)
+            fresh = _KeysState(keys, kids, etag, expires_at, now)
+        self._state = fresh
+        return fresh
+
+
+def _import_jwks(document: Any) -> tuple[KeySet, frozenset[str]]:
+    """Signing keys with a ``kid`` from a JWK Set document; keys we cannot use (encryption
+    keys, unknown types, no ``kid``, symmetric) are skipped, not fatal."""
+    imported = []
+    for data in document["keys"]:
+        if not isinstance(data, dict) or not isinstance(data.get("kid"), str):
+            continue
+        if data.get("use") == "enc" or data.get("kty") == "oct":
+            continue
+        try:
+            imported.append(import_key(data))
+        except (JoseError, ValueError, TypeError, KeyError, binascii.Error):
+            log.warning("skipping unusable key %s in the JWKS", data.get("kid"))
+    return KeySet(imported), frozenset(str(key.kid) for key in imported)
+
+
+# --- introspection ------------------------------------------------------------------
+
+
+class Introspector:
+    """Asks the issuer whether a token is still active (RFC 7662), answers cached briefly.
+
+    The cache is keyed by a SHA-256 digest of the token (never the token itself), holds
+    at most INTROSPECT_CACHE_SIZE answers, and trusts each for ``ttl`` seconds: a
+    revocation reaches this service within ``ttl``.
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        client_id: str,
+        client_secret: str,
+        http: httpx.Client,
+        ttl: float = INTROSPECT_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.endpoint = endpoint
+        self.calls = 0
+        self._auth = (client_id, client_secret)
+        self._http = http
+        self._ttl = ttl
+        self._clock = clock
+        self._answers: dict[str, tuple[bool, float]] = {}
+        self._lock = threading.Lock()
+
+    def is_active(self, token: str) -> bool:
+        """True when the issuer says the token is active; raises IssuerUnavailable."""
+        key = hashlib.sha256(token.encode()).hexdigest()
+        now = self._clock()
+        cached = self._answers.get(key)
+        if cached is not None and now < cached[1]:
+            return cached[0]
+        active = self._ask(token)
+        if self._ttl > 0:
+            with self._lock:
+                self._prune(now)
+                self._answers[key] = (active, now + self._ttl)
+        return active
+
+    def _ask(self, token: str) -> bool:
+        self.calls += 1
+        try:
+            response = self._http.post(
+                self.endpoint,
+                data={"token": token, "token_type_hint": "access_token"},
+                auth=self._auth,
+            )
+            answer = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            log.warning("introspection at %s failed: %s", self.endpoint, exc)
+            raise IssuerUnavailable("cannot reach the introspection endpoint") from exc
+        if not isinstance(answer, dict):
+            log.error("introspection at %s answered %s", self.endpoint, response.status_code)
+            raise IssuerUnavailable("the introspection endpoint refused us")
+        return answer.get("active") is True
+
+    def _prune(self, now: float) -> None:
+        if len(self._answers) < INTROSPECT_CACHE_SIZE:
+            return
+        self._answers = {k: v for k, v in self._answers.items() if v[1] > now}
+        while len(self._answers) >= INTROSPECT_CACHE_SIZE:
+            del self._answers[next(iter(self._answers))]
+
+
+# --- verification -------------------------------------------------------------------
+
+
+def _scopes(scope: str | Iterable[str] | None) -> list[str]:
+    if scope is None:
+        return []
+    return scope.split() if isinstance(scope, str) else [s for item in scope for s in item.split()]
+
+
+class Verifier:
+    """Verifies AuthGate access tokens for one issuer; thread-safe, one per process.
+
+    ``introspect_client_id``/``_secret`` turn on revocation awareness; ``leeway`` allows
+    that many seconds of clock skew on ``exp``. ``http`` and ``clock`` are for tests.
+    """
+
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        introspect_client_id: str | None = None,
+        introspect_client_secret: str | None = None,
+        introspect_cache_seconds: float = INTROSPECT_CACHE_SECONDS,
+        leeway: int = 0,
+        algorithms: Iterable[str] = ALGORITHMS,
+        http: httpx.Client | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not issuer.startswith(("http://", "https://")):
+            raise ValueError("AUTHGATE_ISSUER must be the issuer's http(s) URL")
+        if bool(introspect_client_id) != bool(introspect_client_secret):
+            raise ValueError("set both AUTHGATE_INTROSPECT_CLIENT_ID and _SECRET, or neither")
+        self.issuer = issuer.rstrip("/")
+        self.leeway = leeway
+        self.algorithms = list(algorithms)
+        self._introspect = (introspect_client_id, introspect_client_secret)
+        self._introspect_ttl = introspect_cache_seconds
+        self._http_client = http
+        self._clock = clock
+        self._lock = threading.RLock()  # _metadata holds it while _http builds the client
+        self._jwks: JWKSCache | None = None
+        self._introspector: Introspector | None = None
+        self._failed_at = float("-inf")
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **options: Any) -> Verifier:
+        """A verifier configured from ``config`` (e.g. ``app.config``), else the environment.
+
+        Reads ``AUTHGATE_ISSUER`` (required), ``AUTHGATE_INTROSPECT_CLIENT_ID``,
+        ``AUTHGATE_INTROSPECT_CLIENT_SECRET``, ``AUTHGATE_INTROSPECT_CACHE_SECONDS``.
+        """
+
+        def setting(name: str) -> Any:
+            value = config.get(name)
+            # This module runs inside other services, which configure it like AuthGate.
+            return value if value not in (None, "") else os.environ.get(name) or None
+
+        issuer = setting("AUTHGATE_ISSUER")
+        if not issuer:
+            raise RuntimeError("set AUTHGATE_ISSUER (app.config or environment) to use tokens")
+        cache = setting("AUTHGATE_INTROSPECT_CACHE_SECONDS")
+        if cache is not None:
+            options.setdefault("introspect_cache_seconds", float(cache))
+        return cls(
+            str(issuer),
+            introspect_client_id=setting("AUTHGATE_INTROSPECT_CLIENT_ID"),
+            introspect_client_secret=setting("AUTHGATE_INTROSPECT_CLIENT_SECRET"),
+            **options,
+        )
+
+    @property
+    def _http(self) -> httpx.Client:
+        """The HTTP client, created on first use (so not before a pre-forking server forks)."""
+        if self._http_client is None:
+            with self._lock:
+                if self._http_client is None:
+                    self._http_client = httpx.Client(timeout=HTTP_TIMEOUT)
+        return self._http_client
+
+    def close(self) -> None:
+        """Close the HTTP client (connections to the issuer)."""
+        if self._http_client is not None:
+            self._http_client.close()
+
+    @property
+    def introspection_enabled(self) -> bool:
+        """True when tokens are also checked at the introspection endpoint."""
+        return bool(self._introspect[0])
+
+    def verify(
+        self,
+        token: str,
+        *,
+        scope: str | Iterable[str] | None = None,
+        audience: str | None = None,
+    ) -> dict[str, Any]:
+        """Verify ``token`` and return its claims.
+
+        Checks the ES256 signature with the issuer's published keys, ``typ`` (an access
+        token, never an ID token), ``iss``, ``exp``, ``sub`` and ``jti``; ``aud`` contains
+        ``audience`` if given; every scope in ``scope`` was granted (space-separated
+        string or list); and, with introspection on, that the token is not revoked.
+        Raises InvalidToken, InsufficientScope or IssuerUnavailable.
+        """
+        header = self._header(token)
+        keys = self._keys().keys_for(header["kid"])
+        claims = self._decode(token, keys, audience)
+        if self.introspection_enabled and not self._introspection().is_active(token):
+            raise InvalidToken("token revoked or unknown to the issuer")
+        missing = [s for s in _scopes(scope) if s not in str(claims.get("scope") or "").split()]
+        if missing:
+            raise InsufficientScope("the token lacks a required scope", " ".join(_scopes(scope)))
+        return claims
+
+    def _header(self, token: str) -> dict[str, Any]:
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise InvalidToken("malformed token")
+        try:
+            header = dict(jws.extract_compact(token.encode()).headers())
+        except (JoseError, ValueError, TypeError, KeyError, binascii.Error) as exc:
+            raise InvalidToken("malformed token") from exc
+        if str(header.get("typ", "")).lower() not in ACCESS_TOKEN_TYPES:
+            raise InvalidToken("not an access token")
+        if header.get("alg") not in self.algorithms or not isinstance(header.get("kid"), str):
+            raise InvalidToken("unsupported algorithm or missing key id")
+        return header
+
+    def _decode(self, token: str, keys: KeySet, audience: str | None) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "iss": {"essential": True, "value": self.issuer},
+            "sub": {"essential": True},
+            "exp": {"essential": True},
+            "jti": {"essential": True},
+        }
+        if audience is not None:
+            options["aud"] = {"essential": True, "value": audience}
+        registry = JWTClaimsRegistry(now=lambda: int(time.time()), leeway=self.leeway, **options)
+        try:
+            claims = jwt.decode(token, keys, algorithms=self.algorithms).claims
+            registry.validate(claims)
+        except ExpiredTokenError as exc:
+            raise InvalidToken("token expired") from exc
+        except (InvalidClaimError, MissingClaimError) as exc:
+            raise InvalidToken(f"invalid or missing claim {exc.claim}") from exc
+        except (JoseError, ValueError, TypeError, KeyError, binascii.Error) as exc:
+            raise InvalidToken("invalid signature or claims") from exc
+        if any(name in claims for name in ID_TOKEN_CLAIMS):
+            raise InvalidToken("an ID token is not an access token")
+        return claims
+
+    def _metadata(self) -> IssuerMetadata:
+        """Discovery, once per process (retried every RETRY_SECONDS while it fails)."""
+        with self._lock:
+            if self._clock() - self._failed_at < RETRY_SECONDS:
+                raise IssuerUnavailable("cannot read the issuer's metadata")
+            try:
+                return discover(self.issuer, self._http)
+            except IssuerUnavailable:
+                self._failed_at = self._clock()
+                raise
+
+    def _keys(self) -> JWKSCache:
+        if self._jwks is None:
+            metadata = self._metadata()
+            self._jwks = JWKSCache(metadata.jwks_uri, self._http, clock=self._clock)
+            if self.introspection_enabled:
+                self._introspector = self._make_introspector(metadata)
+        return self._jwks
+
+    def _make_introspector(self, metadata: IssuerMetadata) -> Introspector:
+        client_id, secret = self._introspect
+        if not metadata.introspection_endpoint or client_id is None or secret is None:
+            self._failed_at = self._clock()  # retried with the metadata, not on every request
+            log.error("introspection is configured but %s publishes no endpoint", self.issuer)
+            raise IssuerUnavailable("the issuer publishes no introspection endpoint")
+        return Introspector(
+            metadata.introspection_endpoint,
+            client_id,
+            secret,
+            self._http,
+            ttl=self._introspect_ttl,
+            clock=self._clock,
+        )
+
+    def _introspection(self) -> Introspector:
+        if self._introspector is None:
+            self._introspector = self._make_introspector(self._metadata())
+        return self._introspector
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer`` header (RFC 6750 2.1).
+
+    Raises MissingToken when there is no Bearer credential, MalformedRequest when the
+    header says Bearer but carries no single token.
+    """
+    scheme, _, value = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "bearer":
+        raise MissingToken("a Bearer token is required")
+    value = value.strip()
+    if not value or " " in value:
+        raise MalformedRequest("malformed Authorization header")
+    return value
+
+
+# --- Flask ----------------------------------------------------------------------------
+
+
+class AuthGateResource:
+    """Flask extension holding an app's :class:`Verifier`.
+
+    Optional: ``require_token`` creates one on first use. Calling ``AuthGateResource(app)``
+    checks the configuration at start-up and lets you set options (``realm``, ``leeway``).
+    The verifier (and its HTTP client) is built lazily, in the worker process that uses it.
+    """
+
+    def __init__(self, app: Flask | None = None, realm: str = "api", **options: Any) -> None:
+        self.realm = realm
+        self.options = options
+        self._verifier: Verifier | None = None
+        self._config: Mapping[str, Any] = {}
+        self._lock = threading.Lock()
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Register on ``app``; raises RuntimeError/ValueError when the configuration is bad."""
+        self._config = app.config
+        Verifier.from_config(app.config, **self.options)  # validate now, build later
+        app.extensions[EXTENSION] = self
+
+    @property
+    def verifier(self) -> Verifier:
+        """This app's verifier, built on first use."""
+        if self._verifier is None:
+            with self._lock:
+                if self._verifier is None:
+                    self._verifier = Verifier.from_config(self._config, **self.options)
+        return self._verifier
+
+
+def _extension() -> AuthGateResource:
+    extension = current_app.extensions.get(EXTENSION)
+    if extension is None:
+        extension = AuthGateResource()
+        extension._config = current_app.config
+        extension = current_app.extensions.setdefault(EXTENSION, extension)
+    return extension  # type: ignore[no-any-return]
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def require_token(
+    view: F | None = None,
+    *,
+    scope: str | Iterable[str] | None = None,
+    audience: str | None = None,
+) -> Any:
+    """Decorate a Flask view so that it needs a valid AuthGate access token.
+
+    ``@require_token`` accepts any access token of the issuer; ``scope="orders:read"``
+    (space-separated or a list: all are needed) and ``audience`` add checks. The claims
+    are in :data:`current_token` (and ``flask.g.authgate_token``) inside the view.
+    """
+
+    def decorate(function: F) -> F:
+        @wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            extension = _extension()
+            try:
+                token = bearer_token(request.headers.get("Authorization"))
+                claims = extension.verifier.verify(token, scope=scope, audience=audience)
+            except TokenError as error:
+                status, headers, body = error.response(extension.realm)
+                return current_app.response_class(body, status=status, headers=headers)
+            g.authgate_token = claims
+            return function(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(view) if view is not None else decorate
+
+
+def _current_claims() -> dict[str, Any]:
+    claims = g.get("authgate_token")
+    if claims is None:
+        raise RuntimeError("current_token is only set inside a view decorated by require_token")
+    return claims  # type: ignore[no-any-return]
+
+
+#: The verified claims of the request's token (inside a ``require_token`` view).
+current_token: dict[str, Any] = LocalProxy(_current_claims)  # type: ignore[assignment]
+
+
+# --- any WSGI app -------------------------------------------------------------------
+
+
+class RequireToken:
+    """WSGI middleware: every request needs a valid token, except under ``exempt`` paths.
+
+    The claims are put in ``environ["authgate.token"]``. Options as for
+    :func:`require_token`, plus ``issuer`` (default: the ``AUTHGATE_ISSUER`` environment
+    variable) and the :class:`Verifier` options (introspection, ``leeway``).
+    """
+
+    def __init__(
+        self,
+        app: Callable[..., Any],
+        issuer: str | None = None,
+        *,
+        scope: str | Iterable[str] | None = None,
+        audience: str | None = None,
+        exempt: Iterable[str] = (),
+        realm: str = "api",
+        **options: Any,
+    ) -> None:
+        self.app = app
+        self.scope = scope
+        self.audience = audience
+        self.exempt = tuple(exempt)
+        self.realm = realm
+        config = {"AUTHGATE_ISSUER": issuer} if issuer else {}
+        Verifier.from_config(config, **options)  # validate now, build in the worker
+        self._config = config
+        self._options = options
+        self._verifier: Verifier | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def verifier(self) -> Verifier:
+        """The verifier, built on first use (after a pre-forking server forked)."""
+        if self._verifier is None:
+            with self._lock:
+                if self._verifier is None:
+                    self._verifier = Verifier.from_config(self._config, **self._options)
+        return self._verifier
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        """Verify the request's token, then call the wrapped app; or refuse (RFC 6750)."""
+        path = environ.get("PATH_INFO", "")
+        if any(path == p or path.startswith(p.rstrip("/") + "/") for p in self.exempt):
+            return self.app(environ, start_response)
+        try:
+            token = bearer_token(environ.get("HTTP_AUTHORIZATION"))
+            claims = self.verifier.verify(token, scope=self.scope, audience=self.audience)
+        except TokenError as error:
+            status, headers, body = error.response(self.realm)
+            reason = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"}
+            start_response(f"{status} {reason.get(status, 'Service Unavailable')}", headers)
+            return [body]
+        environ[ENVIRON_KEY] = claims
+        return self.app(environ, start_response)

@@ -1,0 +1,413 @@
+"""``authgate.resource`` against a real local HTTP issuer: verification, JWKS cache, introspection,
+the Flask decorator and the WSGI middleware."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from joserfc import jwt
+from joserfc.jwk import ECKey, OctKey
+from werkzeug.test import Client
+
+from authgate.resource import (
+    InsufficientScope,
+    InvalidToken,
+    IssuerUnavailable,
+    RequireToken,
+    Verifier,
+    current_token,
+    max_age,
+    require_token,
+)
+from tests.resource_support import Clock, FakeIssuer
+
+
+@pytest.fixture
+def issuer() -> Iterator[FakeIssuer]:
+    """A running stand-in issuer."""
+    fake = FakeIssuer().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def clock() -> Clock:
+    """The verifier's cache clock, moved by hand."""
+    return Clock()
+
+
+@pytest.fixture
+def verifier(issuer: FakeIssuer, clock: Clock) -> Iterator[Verifier]:
+    """A verifier of ``issuer`` without introspection."""
+    verifier = Verifier(issuer.url, clock=clock)
+    yield verifier
+    verifier.close()
+
+
+def test_import_does_not_load_authgate_app() -> None:
+    """Importing authgate.resource loads neither AuthGate's app nor its database layer."""
+    code = (
+        "import sys, authgate.resource; "
+        "print(sorted(m for m in ('authgate.app', 'sqlalchemy', 'authlib', 'argon2') "
+        "if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_valid_token_returns_its_claims(issuer: FakeIssuer, verifier: Verifier) -> None:
+    """A token signed by a published key, for this issuer and unexpired, yields its claims."""
+    claims = verifier.verify(issuer.token(sub="7", preferred_username="miguel"))
+    assert claims["sub"] == "7"
+    assert claims["preferred_username"] == "miguel"
+    assert issuer.hits == {"/.well-known/oauth-authorization-server": 1, "/jwks": 1}
+
+
+def test_jwks_cached_for_max_age_then_revalidated_with_etag(
+    issuer: FakeIssuer, verifier: Verifier, clock: Clock
+) -> None:
+    """Within max-age no request reaches the issuer; after it, a conditional GET (304)."""
+    for _ in range(5):
+        verifier.verify(issuer.token())
+    assert issuer.hits["/jwks"] == 1
+    clock.advance(59)
+    verifier.verify(issuer.token())
+    assert issuer.hits["/jwks"] == 1
+    clock.advance(2)
+    verifier.verify(issuer.token())
+    assert issuer.hits["/jwks"] == 2
+    assert issuer.not_modified == 1
+    clock.advance(30)
+    verifier.verify(issuer.token())
+    assert issuer.hits["/jwks"] == 2  # the 304 renewed the lifetime
+
+
+def test_max_age_header_is_respected_and_bounded() -> None:
+    """Cache-Control decides the lifetime, within 5 s and one day; no header means 300 s."""
+    assert max_age("public, max-age=120") == 120
+    assert max_age(None) == 300
+    assert max_age("no-store") == 5
+    assert max_age("max-age=0") == 5
+    assert max_age("max-age=999999999") == 86400
+
+
+def test_short_max_age_makes_keys_refetch_sooner(
+    issuer: FakeIssuer, verifier: Verifier, clock: Clock
+) -> None:
+    """With max-age=10 and no ETag, the whole JWKS is fetched again after 10 seconds."""
+    issuer.cache_control = "max-age=10"
+    issuer.etags = False
+    verifier.verify(issuer.token())
+    clock.advance(11)
+    verifier.verify(issuer.token())
+    assert issuer.hits["/jwks"] == 2
+    assert issuer.not_modified == 0
+
+
+def test_unknown_kid_refetches_at_most_once_per_minute(
+    issuer: FakeIssuer, verifier: Verifier, clock: Clock
+) -> None:
+    """Tokens naming unknown keys trigger one JWKS fetch per minute, however many arrive."""
+    verifier.verify(issuer.token())
+    stranger = ECKey.generate_key("P-256", private=True)
+    stranger.ensure_kid()
+    for _ in range(20):
+        with pytest.raises(InvalidToken, match="unknown signing key"):
+            verifier.verify(issuer.token(key=stranger))
+    assert issuer.hits["/jwks"] == 1
+    clock.advance(30)
+    with pytest.raises(InvalidToken):
+        verifier.verify(issuer.token(key=stranger))
+    assert issuer.hits["/jwks"] == 1
+    clock.advance(30)
+    for _ in range(5):
+        with pytest.raises(InvalidToken):
+            verifier.verify(issuer.token(key=stranger))
+    assert issuer.hits["/jwks"] == 2
+
+
+def test_new_key_is_picked_up_on_unknown_kid(
+    issuer: FakeIssuer, verifier: Verifier, clock: Clock
+) -> None:
+    """After a rotation, a token signed by the new key is accepted once the refetch is due."""
+    issuer.cache_control = "max-age=3600"
+    verifier.verify(issuer.token())
+    new_key = issuer.add_key()
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        verifier.verify(issuer.token(key=new_key))  # fetched less than a minute ago
+    clock.advance(60)
+    assert verifier.verify(issuer.token(key=new_key))["sub"] == "42"
+    assert issuer.hits["/jwks"] == 2
+
+
+def test_unusable_keys_in_the_jwks_are_skipped(issuer: FakeIssuer, verifier: Verifier) -> None:
+    """Symmetric, encryption, kid-less and unknown-type keys do not spoil the key set."""
+    issuer.extra_jwks = [
+        {"kty": "oct", "kid": "shared", "k": "c2VjcmV0"},
+        {**issuer.jwks()["keys"][0], "kid": "enc-key", "use": "enc"},
+        {"kty": "XYZ", "kid": "future"},
+        {"kty": "EC", "crv": "P-256", "x": "bad", "y": "bad", "kid": "broken"},
+        {"kty": "EC"},
+    ]
+    assert verifier.verify(issuer.token())["sub"] == "42"
+    for kid in ("shared", "enc-key", "future", "broken"):
+        with pytest.raises(InvalidToken, match="unknown signing key"):
+            verifier.verify(issuer.token(header={"kid": kid}))
+
+
+def test_issuer_down_keeps_cached_keys_and_fails_closed_without_them(
+    issuer: FakeIssuer, clock: Clock
+) -> None:
+    """Known keys keep verifying while the issuer is down; with no keys at all: 503."""
+    verifier = Verifier(issuer.url, clock=clock)
+    verifier.verify(issuer.token())
+    issuer.down = True
+    clock.advance(61)
+    assert verifier.verify(issuer.token())["sub"] == "42"
+    verifier.close()
+
+    cold = Verifier(issuer.url, clock=clock)
+    with pytest.raises(IssuerUnavailable):
+        cold.verify(issuer.token())
+    before = dict(issuer.hits)
+    with pytest.raises(IssuerUnavailable):
+        cold.verify(issuer.token())
+    assert issuer.hits == before  # no retry within RETRY_SECONDS
+    issuer.down = False
+    clock.advance(5)
+    assert cold.verify(issuer.token())["sub"] == "42"
+    cold.close()
+
+
+def _forged_hs256(issuer: FakeIssuer) -> str:
+    public = json.dumps(issuer.jwks()["keys"][0]).encode()
+    key = OctKey.import_key(public)
+    claims = {"iss": issuer.url, "sub": "1", "exp": int(time.time()) + 60, "jti": "x"}
+    return jwt.encode({"alg": "HS256", "kid": issuer.keys[0].kid, "typ": "JWT"}, claims, key)
+
+
+def _alg_none(issuer: FakeIssuer) -> str:
+    def part(data: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+    header = {"alg": "none", "kid": issuer.keys[0].kid, "typ": "JWT"}
+    claims = {"iss": issuer.url, "sub": "1", "exp": int(time.time()) + 60, "jti": "x"}
+    return f"{part(header)}.{part(claims)}."
+
+
+@pytest.mark.parametrize(
+    ("make", "reason"),
+    [
+        (lambda i: i.token(exp=int(time.time()) - 1), "token expired"),
+        (lambda i: i.token(iss="http://evil.test"), "claim iss"),
+        (lambda i: i.token(sub=None), "claim sub"),
+        (lambda i: i.token(jti=None), "claim jti"),
+        (lambda i: i.token(exp=None), "claim exp"),
+        (lambda i: i.token(nonce="n", aud="c_client"), "ID token"),
+        (lambda i: i.token(typ="dpop+jwt"), "not an access token"),
+        (lambda i: i.token()[:-4] + "AAAA", "signature"),
+        (lambda i: "not.a.jwt", "malformed"),
+        (lambda i: "x" * 5000, "malformed"),
+        (_forged_hs256, "algorithm"),
+        (_alg_none, "algorithm"),
+    ],
+)
+def test_bad_tokens_are_refused(
+    issuer: FakeIssuer, verifier: Verifier, make: Any, reason: str
+) -> None:
+    """Expired, foreign, incomplete, ID, forged and malformed tokens raise InvalidToken."""
+    with pytest.raises(InvalidToken, match=reason):
+        verifier.verify(make(issuer))
+
+
+def test_audience_is_checked_only_when_asked(issuer: FakeIssuer, verifier: Verifier) -> None:
+    """Without ``audience`` any aud passes; with it, aud must contain it."""
+    token = issuer.token(aud="https://orders.example")
+    assert verifier.verify(token)["aud"] == "https://orders.example"
+    assert verifier.verify(token, audience="https://orders.example")
+    with pytest.raises(InvalidToken, match="claim aud"):
+        verifier.verify(token, audience="https://billing.example")
+    with pytest.raises(InvalidToken, match="claim aud"):
+        verifier.verify(issuer.token(aud=None), audience="https://orders.example")
+
+
+def test_scope_is_checked_only_when_asked(issuer: FakeIssuer, verifier: Verifier) -> None:
+    """Every required scope must be granted; first-party tokens (no scope) pass without one."""
+    oauth = issuer.token(typ="at+jwt", client_id="c_1", scope="orders:read profile")
+    assert verifier.verify(oauth, scope="orders:read")["client_id"] == "c_1"
+    assert verifier.verify(oauth, scope=["orders:read", "profile"])
+    with pytest.raises(InsufficientScope) as caught:
+        verifier.verify(oauth, scope="orders:read orders:write")
+    assert caught.value.scope == "orders:read orders:write"
+    first_party = issuer.token()
+    assert verifier.verify(first_party)
+    with pytest.raises(InsufficientScope):
+        verifier.verify(first_party, scope="orders:read")
+
+
+def test_metadata_naming_another_issuer_is_refused(issuer: FakeIssuer, clock: Clock) -> None:
+    """A verifier configured with a URL the metadata does not name trusts no key (RFC 8414 3.3)."""
+    verifier = Verifier(issuer.url.replace("127.0.0.1", "localhost"), clock=clock)
+    with pytest.raises(IssuerUnavailable):
+        verifier.verify(issuer.token())
+    verifier.close()
+
+
+def test_introspection_catches_revocation_within_its_cache_time(
+    issuer: FakeIssuer, clock: Clock
+) -> None:
+    """With introspection, answers are cached a few seconds; then a revocation is seen."""
+    verifier = Verifier(
+        issuer.url,
+        introspect_client_id="rs",
+        introspect_client_secret="rs-secret",
+        introspect_cache_seconds=3,
+        clock=clock,
+    )
+    token = issuer.token()
+    for _ in range(5):
+        verifier.verify(token)
+    assert issuer.hits["/introspect"] == 1
+    issuer.revoked.add(token)
+    verifier.verify(token)  # still cached as active
+    clock.advance(3)
+    with pytest.raises(InvalidToken, match="revoked"):
+        verifier.verify(token)
+    assert issuer.hits["/introspect"] == 2
+    with pytest.raises(InvalidToken, match="revoked"):
+        verifier.verify(token)
+    assert issuer.hits["/introspect"] == 2  # the negative answer is cached too
+    verifier.close()
+
+
+def test_introspection_failure_fails_closed(issuer: FakeIssuer, clock: Clock) -> None:
+    """Wrong introspection credentials or an issuer that is down refuse the token (503)."""
+    verifier = Verifier(
+        issuer.url, introspect_client_id="rs", introspect_client_secret="wrong", clock=clock
+    )
+    with pytest.raises(IssuerUnavailable):
+        verifier.verify(issuer.token())
+    verifier.close()
+
+
+def test_introspection_needs_both_id_and_secret(issuer: FakeIssuer) -> None:
+    """Half an introspection configuration is a configuration error."""
+    with pytest.raises(ValueError, match="INTROSPECT"):
+        Verifier(issuer.url, introspect_client_id="rs")
+
+
+def _orders_app(issuer: FakeIssuer, **config: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(AUTHGATE_ISSUER=issuer.url, **config)
+
+    @app.get("/me")
+    @require_token
+    def me() -> dict[str, Any]:
+        return {"sub": current_token["sub"]}
+
+    @app.get("/orders")
+    @require_token(scope="orders:read")
+    def orders() -> dict[str, Any]:
+        return {"orders": [], "owner": current_token["sub"]}
+
+    return app
+
+
+def test_flask_decorator_answers_rfc6750(issuer: FakeIssuer) -> None:
+    """require_token: 200 with the claims, 401 without or with a bad token, 403 for scope."""
+    client = _orders_app(issuer).test_client()
+    assert client.get("/me", headers={"Authorization": f"Bearer {issuer.token()}"}).json == {
+        "sub": "42"
+    }
+
+    missing = client.get("/me")
+    assert missing.status_code == 401
+    assert missing.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    assert missing.json["error"] == "invalid_request"
+
+    expired = client.get(
+        "/me", headers={"Authorization": f"Bearer {issuer.token(exp=int(time.time()) - 5)}"}
+    )
+    assert expired.status_code == 401
+    assert expired.headers["WWW-Authenticate"].startswith(
+        'Bearer realm="api", error="invalid_token"'
+    )
+    assert expired.json == {"error": "invalid_token", "error_description": "token expired"}
+
+    no_scope = client.get("/orders", headers={"Authorization": f"Bearer {issuer.token()}"})
+    assert no_scope.status_code == 403
+    assert 'error="insufficient_scope"' in no_scope.headers["WWW-Authenticate"]
+    assert 'scope="orders:read"' in no_scope.headers["WWW-Authenticate"]
+    assert no_scope.json["error"] == "insufficient_scope"
+
+    granted = issuer.token(typ="at+jwt", client_id="c_1", scope="orders:read")
+    ok = client.get("/orders", headers={"Authorization": f"Bearer {granted}"})
+    assert ok.status_code == 200
+    assert ok.json == {"orders": [], "owner": "42"}
+
+    basic = client.get("/me", headers={"Authorization": "Basic bWlndWVsOnB5dGhvbg=="})
+    assert basic.status_code == 401
+    empty = client.get("/me", headers={"Authorization": "Bearer "})
+    assert empty.status_code == 400
+    assert empty.json["error"] == "invalid_request"
+
+
+def test_flask_issuer_from_environment(issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without app.config, the AUTHGATE_ISSUER environment variable names the issuer."""
+    monkeypatch.setenv("AUTHGATE_ISSUER", issuer.url)
+    app = Flask(__name__)
+
+    @app.get("/me")
+    @require_token
+    def me() -> dict[str, Any]:
+        return dict(current_token)
+
+    response = app.test_client().get("/me", headers={"Authorization": f"Bearer {issuer.token()}"})
+    assert response.status_code == 200
+    assert response.json["iss"] == issuer.url
+
+
+def test_wsgi_middleware_protects_any_app(issuer: FakeIssuer) -> None:
+    """RequireToken puts the claims in the environ, refuses bad tokens, skips exempt paths."""
+
+    def plain_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        claims = environ.get("authgate.token")
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({"sub": claims["sub"] if claims else None}).encode()]
+
+    client = Client(RequireToken(plain_app, issuer.url, scope="orders:read", exempt=["/healthz"]))
+    granted = issuer.token(typ="at+jwt", client_id="c_1", scope="orders:read")
+    ok = client.get("/orders", headers={"Authorization": f"Bearer {granted}"})
+    assert ok.status_code == 200
+    assert ok.json == {"sub": "42"}
+    refused = client.get("/orders", headers={"Authorization": f"Bearer {issuer.token()}"})
+    assert refused.status_code == 403
+    assert refused.json["error"] == "insufficient_scope"
+    assert client.get("/orders").status_code == 401
+    assert client.get("/healthz").json == {"sub": None}
+
+
+def test_missing_issuer_is_a_startup_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AuthGateResource(app) refuses to start without AUTHGATE_ISSUER (config or environment)."""
+    from authgate.resource import AuthGateResource
+
+    monkeypatch.delenv("AUTHGATE_ISSUER", raising=False)
+    with pytest.raises(RuntimeError, match="AUTHGATE_ISSUER"):
+        AuthGateResource(Flask(__name__))
+    with pytest.raises(ValueError, match="http"):
+        AuthGateResource(leeway=0).init_app(_configured(AUTHGATE_ISSUER="ftp://authgate.example"))
+
+
+def _configured(**config: Any) -> Flask:
+    app = Flask(__name__)
+    app.config.update(config)
+    return app
