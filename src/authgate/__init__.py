@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __version__ = "0.1.0"
 
-from authgate.app import create_app  # noqa: E402
-
 __all__ = ["__version__", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    """``authgate.create_app``, imported on first use: ``import authgate.client`` stays light
+    (no Flask, no SQLAlchemy)."""
+    if name == "create_app":
+        from authgate.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'authgate' has no attribute {name!r}")
