@@ -209,8 +209,9 @@ class TokenFile:
         if stat.S_IMODE(info.st_mode) & 0o077:
             raise InsecureTokenFile(
                 f"token file {self.path} is accessible to other users "
-                f"(mode {stat.S_IMODE(info.st_mode):04o}); its tokens may be copied: "
-                "log out everywhere, then log in again (a new file is created with mode 0600)"
+                f"(mode {stat.S_IMODE(info.st_mode):04o}) and is not used; its tokens may "
+                "have been copied: log in again (which writes a new file with mode 0600), "
+                "then log out everywhere to revoke the copies"
             )
 
     def save(self, record: dict[str, Any]) -> None:
@@ -259,8 +260,10 @@ class Client:
     ``base_url`` is the AuthGate server. ``token_file`` keeps the tokens across processes
     (see :class:`TokenFile`); without it they live in memory only. ``refresh_margin`` is
     how many seconds before expiry the access token is renewed. ``clock`` returns epoch
-    seconds (tests move it). Other keyword arguments go to :class:`httpx.Client`
-    (``timeout``, ``verify``, ``transport`` ...). Safe to share between threads.
+    seconds (tests move it). ``load_tokens=False`` ignores what the file holds (it is
+    replaced at the next login, e.g. an unsafe file). Other keyword arguments go to
+    :class:`httpx.Client` (``timeout``, ``verify``, ``transport`` ...). Safe to share
+    between threads.
     """
 
     def __init__(
@@ -270,6 +273,7 @@ class Client:
         token_file: str | os.PathLike[str] | None = None,
         refresh_margin: float = DEFAULT_REFRESH_MARGIN,
         clock: Callable[[], float] = time.time,
+        load_tokens: bool = True,
         **httpx_options: Any,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -281,7 +285,7 @@ class Client:
         self.username: str | None = None
         httpx_options.setdefault("timeout", 30.0)
         self._http = httpx.Client(base_url=self.base_url, **httpx_options)
-        if self._store is not None:
+        if self._store is not None and load_tokens:
             self._load()
 
     @classmethod
