@@ -8,6 +8,7 @@ commands import httpx and :mod:`authgate.client` only, never the server stack.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -35,6 +36,8 @@ def _run(action: Callable[[], Any]) -> Any:
     """Run a client call; its errors become one line on stderr and exit code 1."""
     from authgate.client import APIError, ClientError, NotLoggedIn
 
+    # ``authgate`` logs at INFO; httpx would log every request line on stderr.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         return action()
     except NotLoggedIn as error:
