@@ -34,7 +34,7 @@ def token_file_path() -> Path:
 
 def _run(action: Callable[[], Any]) -> Any:
     """Run a client call; its errors become one line on stderr and exit code 1."""
-    from authgate.client import APIError, ClientError, NotLoggedIn
+    from authgate.client import APIError, ClientError, NotLoggedIn, SessionExpired
 
     # ``authgate`` logs at INFO; httpx would log every request line on stderr.
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -42,6 +42,10 @@ def _run(action: Callable[[], Any]) -> Any:
         return action()
     except NotLoggedIn as error:
         raise click.ClickException(f"{error}; run: authgate login URL") from error
+    except SessionExpired as error:
+        raise click.ClickException(
+            f"the login has ended ({error.detail}); run: authgate login URL"
+        ) from error
     except APIError as error:
         raise click.ClickException(str(error)) from error
     except ClientError as error:

@@ -82,6 +82,19 @@ def test_login_prompts_and_token_file_env(server: Server, tmp_path: Path) -> Non
     assert "Username: " in login.stdout and PASSWORD not in login.stdout + login.stderr
     assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
     assert authgate(env, "whoami", "--json").stdout.count('"username": "ada"') == 1
+
+    # Logged out everywhere from elsewhere: the saved login is over, the file removed.
+    elsewhere = httpx.delete(f"{server.url}/api/users/me/tokens", auth=("ada", PASSWORD))
+    assert elsewhere.status_code == 204
+    ended = authgate(env, "whoami")  # 401, then the refresh is refused too
+    assert ended.returncode == 1 and ended.stdout == ""
+    assert ended.stderr == (
+        "Error: the login has ended (invalid refresh token); run: authgate login URL\n"
+    )
+    assert not token_file.exists()
+
+    again = authgate(env, "login", server.url, "-u", "ada", "--password-stdin", stdin=PASSWORD)
+    assert again.returncode == 0, again.stderr
     everywhere = authgate(env, "logout", "--everywhere")
     assert (everywhere.returncode, everywhere.stdout) == (0, "logged out everywhere\n")
     assert not token_file.exists()
