@@ -10,8 +10,8 @@ __all__ = ["__version__", "create_app"]
 
 
 def __getattr__(name: str) -> Any:
-    """``authgate.create_app``, imported on first use: other services import
-    :mod:`authgate.resource` without loading AuthGate's own app (SQLAlchemy, Authlib...)."""
+    """``authgate.create_app``, imported on first use: ``import authgate.client`` and
+    ``import authgate.resource`` stay light (no SQLAlchemy, no Authlib)."""
     if name == "create_app":
         from authgate.app import create_app
 

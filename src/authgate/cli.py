@@ -1,4 +1,5 @@
-"""The ``authgate`` command: serve, db, keys, user, client, import-users, audit, throttle."""
+"""The ``authgate`` command: serve, db, keys, user, client, import-users, audit, throttle;
+login, whoami, token, logout (the Python client, :mod:`authgate.client_cli`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,32 @@ import logging
 import os
 import sys
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-import sqlalchemy.exc
-from flask import Flask
 
-from authgate import (
+from authgate import client_cli
+from authgate.lazy import LazyAttribute, LazyModule
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+# The server stack is imported on first use only: the client commands (client_cli) start
+# without Flask and SQLAlchemy.
+_SERVER_MODULES = (
+    "accounts",
+    "audit",
+    "clients",
+    "clock",
+    "database",
+    "importer",
+    "keys",
+    "logs",
+    "metrics",
+    "metrics_listener",
+    "throttle",
+)
+(
     accounts,
     audit,
     clients,
@@ -27,11 +47,8 @@ from authgate import (
     metrics,
     metrics_listener,
     throttle,
-)
-from authgate.app import create_app
-from authgate.config import ConfigError, Settings
-from authgate.errors import AuthGateError, is_database_unavailable
-from authgate.extensions import db
+) = (LazyModule(f"authgate.{name}") for name in _SERVER_MODULES)
+db = LazyAttribute("authgate.extensions", "db")
 
 
 @contextlib.contextmanager
@@ -47,6 +64,9 @@ def _migrated_context() -> Iterator[None]:
 
 
 def _app(**defaults: Any) -> Flask:
+    from authgate.app import create_app
+    from authgate.config import ConfigError, Settings
+
     try:
         return create_app(Settings.from_env(defaults=defaults))
     except ConfigError as exc:
@@ -71,6 +91,9 @@ def _app_context(**defaults: Any) -> Iterator[Flask]:
 def main() -> None:
     """AuthGate: authentication service for REST APIs."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+
+client_cli.add_commands(main)
 
 
 @main.command()
@@ -119,6 +142,10 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
 @contextlib.contextmanager
 def _database_reachable() -> Iterator[None]:
     """Turn "database unreachable" into one line on stderr and exit status 1."""
+    import sqlalchemy.exc
+
+    from authgate.errors import is_database_unavailable
+
     try:
         yield
     except sqlalchemy.exc.SQLAlchemyError as exc:
@@ -317,6 +344,8 @@ def _print_client(data: dict[str, Any], as_json: bool) -> None:
 
 def _client_command(action: Any) -> Any:
     """Run ``action`` in an app context; domain errors become exit code 1 with a message."""
+    from authgate.errors import AuthGateError
+
     with _migrated_context():
         try:
             return action()
