@@ -15,6 +15,7 @@ from authgate.config import Settings
 from authgate.extensions import csrf, db
 from authgate.passwords import Hasher, HashingSlots, PasswordPolicy, common_passwords
 from authgate.throttle import Throttle
+from authgate.tokens import VerifiedTokens
 
 REQUEST_ID_HEADER = "X-Request-ID"
 log = logging.getLogger("authgate")
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         hashing_slots=HashingSlots(
             settings.hash_memory_mib, hasher.parameters, settings.hash_wait_ms / 1000
         ),
+        verified_tokens=VerifiedTokens(settings.token_cache_size),
     )
     if not settings.ratelimit:
         log.warning("rate limiting is OFF (AUTHGATE_RATELIMIT=0): passwords can be guessed freely")

@@ -12,6 +12,7 @@ from authgate.keys import KeyCache
 from authgate.passwords import Hasher, HashingSlots, PasswordPolicy
 from authgate.revocation import RevocationCache
 from authgate.throttle import Throttle
+from authgate.tokens import VerifiedTokens
 
 
 @dataclass
@@ -27,6 +28,8 @@ class AppState:
     hashing_slots: HashingSlots
     keys: KeyCache = field(default_factory=KeyCache)
     revocation: RevocationCache = field(default_factory=RevocationCache)
+    # Access tokens this process already verified (AUTHGATE_TOKEN_CACHE_SIZE entries).
+    verified_tokens: VerifiedTokens = field(default_factory=lambda: VerifiedTokens(0))
     # Set by authgate.oauth.init_app: Authlib's AuthorizationServer and ResourceProtector.
     authorization_server: Any = None
     resource_protector: Any = None

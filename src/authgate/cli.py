@@ -18,6 +18,7 @@ from authgate.app import create_app
 from authgate.config import ConfigError, Settings
 from authgate.errors import AuthGateError
 from authgate.extensions import db
+from authgate.server import DEFAULT_SERVER, SERVERS
 
 
 @contextlib.contextmanager
@@ -64,8 +65,16 @@ def main() -> None:
 @click.option("--port", default=5000, type=int, show_default=True)
 @click.option("--workers", default=2, type=int, show_default=True)
 @click.option("--threads", default=1, type=int, show_default=True)
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Migrate the database, then serve AuthGate with gunicorn."""
+@click.option(
+    "--server",
+    "server_name",
+    type=click.Choice(SERVERS),
+    default=DEFAULT_SERVER,
+    show_default=True,
+    help="WSGI server (granian is the faster one; see bench/README.md).",
+)
+def serve(host: str, port: int, workers: int, threads: int, server_name: str) -> None:
+    """Migrate the database, then serve AuthGate with granian (default) or gunicorn."""
     from authgate.server import run
 
     app = _app(issuer=f"http://{host}:{port}")
@@ -80,7 +89,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         database.upgrade()
         keys.ensure_active_key()
         db.engine.dispose()  # no pooled connection may cross the fork into workers
-    run(app, host=host, port=port, workers=workers, threads=threads)
+    run(app, host=host, port=port, workers=workers, threads=threads, server=server_name)
 
 
 @main.group("db")

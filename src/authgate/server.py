@@ -1,30 +1,50 @@
-"""Run the WSGI app under gunicorn (production-grade, pre-forking)."""
+"""Run the WSGI app under a production-grade, pre-forking server: granian or gunicorn.
+
+granian (Rust HTTP stack, Python WSGI workers) is the default: on the benchmark machine it
+serves AuthGate's endpoints at about twice the rate of gunicorn (see ``bench/README.md``).
+gunicorn (sync worker, or gthread with ``threads > 1``) stays available with
+``--server gunicorn``.
+
+Neither server is allowed to interpret ``X-Forwarded-*``: forwarded headers are AuthGate's
+business (``AUTHGATE_TRUSTED_PROXIES``, through ProxyFix in :mod:`authgate.http_hygiene`).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from flask import Flask
-from gunicorn.app.base import BaseApplication
+
+#: The servers ``authgate serve --server`` accepts; the first is the default.
+SERVERS = ("granian", "gunicorn")
+DEFAULT_SERVER = SERVERS[0]
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
-    def __init__(self, app: Flask, options: dict[str, Any]) -> None:
-        self.application = app
-        self.options = options
-        super().__init__()
+def run(
+    app: Flask,
+    host: str,
+    port: int,
+    workers: int,
+    threads: int,
+    server: str = DEFAULT_SERVER,
+    **options: Any,
+) -> None:
+    """Serve ``app`` on ``host:port`` with ``workers`` processes of ``threads`` threads.
 
-    def load_config(self) -> None:
-        for key, value in self.options.items():
-            self.cfg.set(key, value)
+    ``server`` is one of :data:`SERVERS`; ``options`` are extra settings of that server
+    (gunicorn settings by name, or ``granian.server.Server`` keyword arguments).
+    """
+    if server == "gunicorn":
+        run_gunicorn(app, host, port, workers, threads, **options)
+    elif server == "granian":
+        run_granian(app, host, port, workers, threads, **options)
+    else:
+        raise ValueError(f"unknown server {server!r}; choose one of {', '.join(SERVERS)}")
 
-    def load(self) -> Flask:
-        return self.application
 
-
-def run(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
-    """Serve ``app`` on ``host:port`` with ``workers`` processes of ``threads`` threads."""
-    options = {
+def gunicorn_options(host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
+    """gunicorn settings for AuthGate (``options`` passed to :func:`run` override them)."""
+    return {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
@@ -38,4 +58,45 @@ def run(app: Flask, host: str, port: int, workers: int, threads: int) -> None:
         "forwarded_allow_ips": "",
         "secure_scheme_headers": {},
     }
-    _Gunicorn(app, options).run()
+
+
+def run_gunicorn(
+    app: Flask, host: str, port: int, workers: int, threads: int, **options: Any
+) -> None:
+    """Serve ``app`` with gunicorn (sync worker, gthread when ``threads > 1``)."""
+    from gunicorn.app.base import BaseApplication
+
+    class _Gunicorn(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in {**gunicorn_options(host, port, workers, threads), **options}.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Flask:
+            return app
+
+    _Gunicorn().run()
+
+
+def run_granian(
+    app: Flask, host: str, port: int, workers: int, threads: int, **options: Any
+) -> None:
+    """Serve ``app`` with granian's WSGI interface: ``threads`` blocking threads per worker.
+
+    Workers are forked from this process (the app object is inherited, not re-imported);
+    granian never reads ``X-Forwarded-*`` (its proxy-headers wrapper is not used).
+    """
+    from granian.constants import Interfaces
+    from granian.server import Server
+
+    settings: dict[str, Any] = {
+        "address": host,
+        "port": port,
+        "interface": Interfaces.WSGI,
+        "workers": workers,
+        "blocking_threads": threads,
+        "log_access": False,
+        "respawn_failed_workers": True,
+        "workers_kill_timeout": 10,
+        **options,
+    }
+    Server("authgate", **settings).serve(target_loader=lambda *_: app, wrap_loader=False)
