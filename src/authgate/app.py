@@ -65,7 +65,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     csrf.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            event.listen(db.engine, "connect", _sqlite_pragmas)
+            synchronous = settings.sqlite_synchronous.upper()
+            event.listen(
+                db.engine, "connect", lambda conn, rec: _sqlite_pragmas(conn, rec, synchronous)
+            )
     errors.register(app)
     _register_blueprints(app)
     app.before_request(_assign_request_id)
@@ -80,10 +83,12 @@ def _engine_options(url: str) -> dict[str, Any]:
     return {"pool_pre_ping": True, "pool_size": 5, "max_overflow": 5, "pool_timeout": 5}
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL and a busy timeout let several gunicorn workers share one SQLite file."""
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, synchronous: str = "FULL") -> None:
+    """WAL and a busy timeout let several workers share one SQLite file;
+    ``synchronous`` is AUTHGATE_SQLITE_SYNCHRONOUS (NORMAL: no fsync per commit in WAL)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'NORMAL' else 'FULL'}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

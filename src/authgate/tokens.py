@@ -119,10 +119,13 @@ def _verified_tokens() -> VerifiedTokens:
 def _cached(token: str) -> Verified | None:
     """The cache entry of ``token``, looked up once per app context (a request routes on
     the token's header, then verifies it). Only what was verified is remembered."""
+    cache = _verified_tokens()
+    if not cache.maxsize:
+        return None
     memo = g.get("_authgate_token_lookup")
     if memo is not None and memo[0] == token:
         return memo[1]
-    cached = _verified_tokens().get(_digest(token))
+    cached = cache.get(_digest(token))
     g._authgate_token_lookup = (token, cached)
     return cached
 
@@ -176,6 +179,8 @@ def _sign(claims: dict[str, Any], typ: str) -> IssuedToken:
     kid, key = keys.signing_key()
     header = {"alg": keys.ALGORITHM, "kid": kid, "typ": typ}
     token = jwt.encode(header, claims, key, algorithms=[keys.ALGORITHM])
+    # This process just signed it: its first use here need not check the signature again.
+    _verified_tokens().put(_digest(token), Verified(dict(header), dict(claims), kid))
     return IssuedToken(token=token, jti=claims["jti"], expires_in=claims["exp"] - claims["iat"])
 
 
@@ -257,7 +262,9 @@ def _verified_claims(token: str) -> dict[str, Any]:
     claims = decoded.claims
     if not isinstance(claims.get("iat", 0), int):
         raise InvalidToken("invalid token claims")
-    verified = Verified(dict(header), dict(claims), header.get("kid"))
-    _verified_tokens().put(_digest(token), verified)
-    g._authgate_token_lookup = (token, verified)
+    cache = _verified_tokens()
+    if cache.maxsize:
+        verified = Verified(dict(header), dict(claims), header.get("kid"))
+        cache.put(_digest(token), verified)
+        g._authgate_token_lookup = (token, verified)
     return claims
