@@ -11,6 +11,7 @@ business (``AUTHGATE_TRUSTED_PROXIES``, through ProxyFix in :mod:`authgate.http_
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
@@ -107,20 +108,76 @@ def run_granian(
 
 
 def buffered(app: WSGIApplication) -> WSGIApplication:
-    """``app`` with its response body joined into one bytes chunk (a one-item list).
+    """``app`` adapted to granian: one-chunk bodies, and no reuse after an unread body.
 
     granian sends a list in one call from Rust; any other iterable is pulled chunk by chunk
     across the Python boundary, which cost about a fifth of a worker's time on small JSON
     responses (py-spy). AuthGate's responses are small and never streamed.
+
+    When the app answers without reading the whole request body (``413``, ``415``), the
+    answer says ``Connection: close``: the client must not send its next request on a
+    connection the server is about to drop.
     """
 
     def wsgi(environ: WSGIEnvironment, start_response: StartResponse) -> list[bytes]:
-        body = app(environ, start_response)
+        length = environ.get("CONTENT_LENGTH") or "0"
+        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
+        if length != "0" or chunked:
+            body = _CountingInput(environ["wsgi.input"], -1 if chunked else _int(length))
+            environ["wsgi.input"] = body
+            plain_start = start_response
+
+            def start_response(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+                if not body.exhausted():
+                    headers = [*headers, ("Connection", "close")]
+                return plain_start(status, headers, *exc)
+
+        answer = app(environ, start_response)
         try:
-            return [b"".join(body)]
+            return [b"".join(answer)]
         finally:
-            close = getattr(body, "close", None)
+            close = getattr(answer, "close", None)
             if close is not None:
                 close()
 
     return wsgi
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return -1
+
+
+class _CountingInput:
+    """``wsgi.input`` that knows whether the app read the whole body (``expected`` bytes,
+    or up to the end for a chunked body: ``expected`` -1)."""
+
+    def __init__(self, stream: Any, expected: int) -> None:
+        self._stream = stream
+        self._expected = expected
+        self._read = 0
+        self._eof = False
+
+    def exhausted(self) -> bool:
+        """True when every byte of the body was read."""
+        return self._eof or (self._expected >= 0 and self._read >= self._expected)
+
+    def _count(self, data: bytes) -> bytes:
+        self._read += len(data)
+        if not data:
+            self._eof = True
+        return data
+
+    def read(self, size: int = -1) -> bytes:
+        """Read like the wrapped stream, counting."""
+        return self._count(self._stream.read(size) if size is not None else self._stream.read())
+
+    def readline(self, size: int = -1) -> bytes:
+        """Read a line like the wrapped stream, counting."""
+        return self._count(self._stream.readline(size))
+
+    def __iter__(self) -> Iterator[bytes]:
+        while line := self.readline():
+            yield line
