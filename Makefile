@@ -29,8 +29,10 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests $(wildcard bench examples)
 	$(BIN)/ruff format --check src tests $(wildcard bench examples)
 
+# BENCH_ARGS: e.g. --quick (short smoke run), --servers (compare WSGI servers).
 bench: $(VENV)/.installed-dev
-	$(BIN)/python bench/run.py
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

@@ -85,7 +85,7 @@ def free_port() -> int:
 
 @dataclass
 class Server:
-    """A real ``authgate serve`` (gunicorn) process on a loopback port."""
+    """A real ``authgate serve`` process (granian by default) on a loopback port."""
 
     database_url: str
     instance: Path
@@ -94,6 +94,8 @@ class Server:
     threads: int = 1
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: ``authgate serve --server`` (None: the default server).
+    server: str | None = None
 
     @property
     def url(self) -> str:
@@ -129,6 +131,8 @@ class Server:
             "--threads",
             str(self.threads),
         ]
+        if self.server is not None:
+            command += ["--server", self.server]
         with self.log_path.open("ab") as log:
             # A process group of its own (master and workers), so kill_group can crash it whole.
             self.process = subprocess.Popen(

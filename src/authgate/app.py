@@ -16,6 +16,7 @@ from authgate.config import Settings
 from authgate.extensions import csrf, db
 from authgate.passwords import Hasher, HashingSlots, PasswordPolicy, common_passwords
 from authgate.throttle import Throttle
+from authgate.tokens import VerifiedTokens
 
 REQUEST_ID_HEADER = "X-Request-ID"
 log = logging.getLogger("authgate")
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
         hashing_slots=HashingSlots(
             settings.hash_memory_mib, hasher.parameters, settings.hash_wait_ms / 1000
         ),
+        verified_tokens=VerifiedTokens(settings.token_cache_size),
     )
     if not settings.ratelimit:
         log.warning("rate limiting is OFF (AUTHGATE_RATELIMIT=0): passwords can be guessed freely")
@@ -64,7 +66,10 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     csrf.init_app(app)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            event.listen(db.engine, "connect", _sqlite_pragmas)
+            synchronous = settings.sqlite_synchronous.upper()
+            event.listen(
+                db.engine, "connect", lambda conn, rec: _sqlite_pragmas(conn, rec, synchronous)
+            )
     errors.register(app)
     # First installed, so their after_request hooks run last and see the final status.
     logs.install(app)
@@ -76,10 +81,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
     return app
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    """WAL and a busy timeout let several gunicorn workers share one SQLite file."""
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any, synchronous: str = "FULL") -> None:
+    """WAL and a busy timeout let several workers share one SQLite file;
+    ``synchronous`` is AUTHGATE_SQLITE_SYNCHRONOUS (NORMAL: no fsync per commit in WAL)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'NORMAL' else 'FULL'}")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

@@ -13,6 +13,7 @@ from authgate.metrics import Metrics
 from authgate.passwords import Hasher, HashingSlots, PasswordPolicy
 from authgate.revocation import RevocationCache
 from authgate.throttle import Throttle
+from authgate.tokens import VerifiedTokens
 
 
 @dataclass
@@ -30,6 +31,8 @@ class AppState:
     revocation: RevocationCache = field(default_factory=RevocationCache)
     # Prometheus counters and histograms of this app (see authgate.metrics).
     metrics: Metrics = field(default_factory=Metrics)
+    # Access tokens this process already verified (AUTHGATE_TOKEN_CACHE_SIZE entries).
+    verified_tokens: VerifiedTokens = field(default_factory=lambda: VerifiedTokens(0))
     # Set by authgate.oauth.init_app: Authlib's AuthorizationServer and ResourceProtector.
     authorization_server: Any = None
     resource_protector: Any = None

@@ -71,7 +71,8 @@ def record(
 
     ``detail`` must never hold a password, a token or a secret; tokens are named
     by their ``jti`` only. User-supplied text stays a JSON string value, so a
-    newline in it cannot forge a second log line. Commits the session.
+    newline in it cannot forge a second log line. Commits the session (with whatever
+    the caller left pending, so a change and its audit event are stored together).
     """
     ip = user_agent = request_id = None
     if has_request_context():
@@ -89,9 +90,12 @@ def record(
         detail=detail,
     )
     db.session.add(row)
-    db.session.commit()
+    # Serialised before the commit, which would expire the row (and cost a reload).
+    db.session.flush()
     entry = {"audit": row.to_dict()}
-    log.info(json.dumps(entry, ensure_ascii=True, sort_keys=True), extra={"fields": entry})
+    line = json.dumps(entry, ensure_ascii=True, sort_keys=True)
+    db.session.commit()
+    log.info(line, extra={"fields": entry})
     metrics.current().count_event(event)
     return row
 

@@ -17,10 +17,11 @@ authenticated object is then a :class:`TokenIdentity`; a password request yields
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Response, g
+from flask import Response, g, request
 from flask_httpauth import HTTPBasicAuth, HTTPTokenAuth, MultiAuth
 
 from authgate import accounts, tokens
@@ -47,12 +48,42 @@ class TokenIdentity:
 REALM = "Authentication Required"
 BASIC_CHALLENGE = f'Basic realm="{REALM}"'
 
+
+class _MultiAuth(MultiAuth):
+    """Flask-HTTPAuth's MultiAuth, with each scheme's decorated view built once, when the
+    view is decorated, instead of on every request (the scheme is chosen exactly as
+    MultiAuth chooses it: the first whose header the request carries, else the first)."""
+
+    def login_required(self, f: Any = None, role: Any = None, optional: Any = None) -> Any:
+        """Like :meth:`MultiAuth.login_required`."""
+        if f is not None and (role is not None or optional is not None):
+            raise ValueError("role and optional are the only supported arguments")
+
+        def internal(view: Any) -> Any:
+            auths = (self.main_auth, *self.additional_auths)
+            views = [a.login_required(role=role, optional=optional)(view) for a in auths]
+
+            @functools.wraps(view)
+            def decorated(*args: Any, **kwargs: Any) -> Any:
+                selected = views[0]
+                if not self.main_auth.is_compatible_auth(request.headers):
+                    for auth, wrapped in zip(auths[1:], views[1:], strict=True):
+                        if auth.is_compatible_auth(request.headers):
+                            selected = wrapped
+                            break
+                return selected(*args, **kwargs)
+
+            return decorated
+
+        return internal(f) if f else internal
+
+
 password_auth = HTTPBasicAuth(realm=REALM)
 basic_auth = HTTPBasicAuth(realm=REALM)
 token_auth = HTTPTokenAuth(scheme="Bearer", realm=REALM)
-multi_auth = MultiAuth(basic_auth, token_auth)
+multi_auth = _MultiAuth(basic_auth, token_auth)
 basic_token_auth = HTTPBasicAuth(realm=REALM)
-access_token_auth = MultiAuth(basic_token_auth, token_auth)
+access_token_auth = _MultiAuth(basic_token_auth, token_auth)
 
 
 def identity_from_token(token: str) -> TokenIdentity | None:

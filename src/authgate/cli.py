@@ -16,6 +16,7 @@ import click
 
 from authgate import client_cli
 from authgate.lazy import LazyAttribute, LazyModule
+from authgate.server import DEFAULT_SERVER, SERVERS
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -101,8 +102,16 @@ client_cli.add_commands(main)
 @click.option("--port", default=5000, type=int, show_default=True)
 @click.option("--workers", default=2, type=int, show_default=True)
 @click.option("--threads", default=1, type=int, show_default=True)
-def serve(host: str, port: int, workers: int, threads: int) -> None:
-    """Migrate the database, then serve AuthGate with gunicorn."""
+@click.option(
+    "--server",
+    "server_name",
+    type=click.Choice(SERVERS),
+    default=DEFAULT_SERVER,
+    show_default=True,
+    help="WSGI server (granian is the faster one; see bench/README.md).",
+)
+def serve(host: str, port: int, workers: int, threads: int, server_name: str) -> None:
+    """Migrate the database, then serve AuthGate with granian (default) or gunicorn."""
     from authgate.server import run
 
     # Before the app exists: its metrics must write to the directory all workers share.
@@ -132,7 +141,7 @@ def serve(host: str, port: int, workers: int, threads: int) -> None:
         db.engine.dispose()  # no pooled connection may cross the fork into workers
     listener = metrics_listener.start(settings)
     try:
-        run(app, host=host, port=port, workers=workers, threads=threads)
+        run(app, host=host, port=port, workers=workers, threads=threads, server=server_name)
     finally:
         if os.getpid() == owner:  # workers leave through here too, on their way out
             metrics_listener.stop(listener)

@@ -87,6 +87,12 @@ class Settings:
     # revocations must reach every process within 1 s; half of that leaves a margin for
     # request latency under load).
     revocation_cache_ms: int = 500
+    # SQLite only: PRAGMA synchronous in WAL mode. "normal" syncs at checkpoints (a process
+    # crash loses nothing; a power cut may lose the last commits); "full" syncs every commit.
+    sqlite_synchronous: str = "normal"
+    # Access tokens whose signature a process already checked, kept per process (0: off);
+    # expiry and revocation are still checked on every request.
+    token_cache_size: int = 10_000
     # Signing keys: rotate automatically every N days (0: only by `authgate keys rotate`);
     # publish a new key this many seconds before it signs (>= jwks_max_age); JWKS max-age.
     key_rotation_days: int = 0
@@ -305,6 +311,10 @@ class Settings:
             raise ConfigError("refresh token lifetimes must be positive numbers of seconds")
         if self.refresh_grace_seconds < 0:
             raise ConfigError("AUTHGATE_REFRESH_GRACE_SECONDS must not be negative")
+        if self.sqlite_synchronous not in ("normal", "full"):
+            raise ConfigError("AUTHGATE_SQLITE_SYNCHRONOUS must be normal or full")
+        if not 0 <= self.token_cache_size <= 1_000_000:
+            raise ConfigError("AUTHGATE_TOKEN_CACHE_SIZE must be between 0 and 1000000")
         if not 0 <= self.revocation_cache_ms <= 1000:
             raise ConfigError("AUTHGATE_REVOCATION_CACHE_MS must be between 0 and 1000")
         if self.key_rotation_days < 0 or self.jwks_max_age < 0:

@@ -233,3 +233,12 @@ def verification_keys(kid: str | None) -> KeySet:
             cache.loaded_at = now
     assert cache.keyset is not None
     return cache.keyset
+
+
+def is_published(kid: str | None) -> bool:
+    """True when ``kid`` is one of the keys that verify tokens right now (cached key set)."""
+    cache = _cache()
+    if kid in cache.kids and time.monotonic() - cache.loaded_at <= KEYSET_TTL_SECONDS:
+        return True
+    verification_keys(kid)
+    return kid in cache.kids

@@ -237,8 +237,9 @@ def revoked_reason(claims: Mapping[str, Any]) -> str | None:
     sid = claims.get("sid")
     user_id = str(claims.get("sub", ""))
     iat = int(claims.get("iat", 0))
-    cache = _cache()
-    if _settings().redis_url and time.monotonic() >= cache.redis_down_until:
+    state = current_app.extensions["authgate"]  # looked up once: this runs on every request
+    cache, settings = state.revocation, state.settings
+    if settings.redis_url and time.monotonic() >= cache.redis_down_until:
         values = _redis_lookup(cache, jti, sid, user_id)
         if values is not None:
             jti_hit, family_hit, not_before = values
@@ -248,7 +249,8 @@ def revoked_reason(claims: Mapping[str, Any]) -> str | None:
             # Backstop for an entry that never reached Redis (its writer could not reach
             # it): the database view, refreshed every BACKSTOP_SECONDS in this mode.
             return _snapshot_verdict(_snapshot(cache, BACKSTOP_SECONDS), jti, sid, user_id, iat)
-    return _snapshot_verdict(_snapshot(cache, _ttl_seconds()), jti, sid, user_id, iat)
+    max_age = settings.revocation_cache_ms / 1000.0
+    return _snapshot_verdict(_snapshot(cache, max_age), jti, sid, user_id, iat)
 
 
 def _snapshot_verdict(

@@ -136,8 +136,8 @@ def start(
             expires_at=_idle_expiry(family, now),
         )
     )
-    db.session.commit()
     pair = _pair(user, family, token, now)
+    # One transaction: the login and its audit event are stored together (one commit).
     audit.record(
         "token.issued",
         user_id=user.id,
@@ -224,7 +224,7 @@ def rotate(
             family.ip = ip
         if user_agent:
             family.user_agent = user_agent[:512]
-        db.session.commit()
+        # Committed with its audit event, in one transaction (see _rotated).
         return _rotated(user, family, child, now, concurrent=False)
     db.session.refresh(row)
     db.session.refresh(family)
@@ -269,6 +269,7 @@ def _rotated(
     user: User, family: TokenFamily, child: str, now: dt.datetime, concurrent: bool
 ) -> TokenPair:
     pair = _pair(user, family, child, now)
+    # Commits the session: the rotation (if any is pending) and its audit event together.
     audit.record(
         "refresh.rotated",
         user_id=user.id,

@@ -3,16 +3,25 @@
 Besides the registered claims, a token carries ``sid`` (its token family: one login) and
 ``preferred_username``, so a request can be authorised without a database query, and
 :func:`verify_access_token` applies the revocation store on every call.
+
+A signature check costs more than the rest of a token-protected request (see
+``bench/README.md``), so each process keeps the tokens it already verified in a bounded
+:class:`VerifiedTokens` cache: a repeated token skips parsing and the signature check, and
+nothing else (expiry, key publication and revocation are checked on every request).
 """
 
 from __future__ import annotations
 
 import binascii
+import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from flask import current_app
+from cachetools import TLRUCache
+from flask import current_app, g
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
@@ -45,8 +54,80 @@ class IssuedToken:
         }
 
 
+class Verified(NamedTuple):
+    """What one verified token yielded: its JOSE header, its claims, its key id."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    kid: str | None
+
+
+def _until_exp(_key: bytes, value: Verified, _now: float) -> float:
+    return float(value.claims["exp"])
+
+
+class VerifiedTokens:
+    """A bounded per-process cache of access tokens whose signature was verified.
+
+    Keyed by the SHA-256 digest of the token (the token itself is not kept); an entry is
+    dropped at the token's ``exp`` (cachetools' TLRU cache), or earlier, least recently
+    used first, when ``maxsize`` entries are held. ``maxsize`` 0 switches it off.
+    """
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._entries: TLRUCache[bytes, Verified] = TLRUCache(
+            maxsize=max(maxsize, 1), ttu=_until_exp, timer=time.time
+        )
+        self._lock = threading.Lock()
+
+    def get(self, digest: bytes) -> Verified | None:
+        """The entry for a token digest, or None."""
+        if not self.maxsize:
+            return None
+        with self._lock:
+            return self._entries.get(digest)
+
+    def put(self, digest: bytes, verified: Verified) -> None:
+        """Remember a token that passed every check."""
+        if self.maxsize:
+            with self._lock:
+                self._entries[digest] = verified
+
+    def clear(self) -> None:
+        """Forget every entry."""
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
 def _settings() -> Any:
     return current_app.extensions["authgate"].settings
+
+
+def _verified_tokens() -> VerifiedTokens:
+    return current_app.extensions["authgate"].verified_tokens
+
+
+def _cached(token: str) -> Verified | None:
+    """The cache entry of ``token``, looked up once per app context (a request routes on
+    the token's header, then verifies it). Only what was verified is remembered."""
+    cache = _verified_tokens()
+    if not cache.maxsize:
+        return None
+    memo = g.get("_authgate_token_lookup")
+    if memo is not None and memo[0] == token:
+        return memo[1]
+    cached = cache.get(_digest(token))
+    g._authgate_token_lookup = (token, cached)
+    return cached
 
 
 def issue_access_token(
@@ -98,6 +179,8 @@ def _sign(claims: dict[str, Any], typ: str) -> IssuedToken:
     kid, key = keys.signing_key()
     header = {"alg": keys.ALGORITHM, "kid": kid, "typ": typ}
     token = jwt.encode(header, claims, key, algorithms=[keys.ALGORITHM])
+    # This process just signed it: its first use here need not check the signature again.
+    _verified_tokens().put(_digest(token), Verified(dict(header), dict(claims), kid))
     return IssuedToken(token=token, jti=claims["jti"], expires_in=claims["exp"] - claims["iat"])
 
 
@@ -110,6 +193,9 @@ def unverified_header(token: str) -> dict[str, Any]:
     """The JOSE header of a JWT-shaped string, unverified ({} if unparsable); for routing only."""
     if not looks_like_jwt(token):
         return {}
+    cached = _cached(token)
+    if cached is not None:
+        return dict(cached.header)
     try:
         return dict(jws.extract_compact(token.encode()).headers())
     except (JoseError, ValueError, TypeError, KeyError, binascii.Error):
@@ -128,28 +214,57 @@ def verify_access_token(token: str, check_revocation: bool = True) -> dict[str, 
     public key, unknown ``kid``, expired, or issued for another issuer or audience; and
     TokenRevoked (a subclass) when the revocation store refuses it (see
     :func:`authgate.revocation.check`). ``check_revocation=False`` is for revoking a token.
+
+    A token this process verified before (:class:`VerifiedTokens`) skips parsing and the
+    signature check; its time claims and its key's publication are checked again.
     """
     if not isinstance(token, str) or not looks_like_jwt(token):
         raise InvalidToken("malformed token")
+    claims = _verified_claims(token)
+    if check_revocation:
+        revocation.check(claims)
+    return claims
+
+
+def _claims_registry(now: int) -> JWTClaimsRegistry:
     settings = _settings()
+    return JWTClaimsRegistry(
+        now=now,
+        iss={"essential": True, "value": settings.issuer},
+        aud={"essential": True, "value": settings.token_audience},
+        sub={"essential": True},
+        exp={"essential": True},
+        jti={"essential": True},
+    )
+
+
+def _times_valid(claims: dict[str, Any], now: int) -> bool:
+    """The time rules of RFC 7519 (as joserfc applies them, no leeway), for claims that
+    already passed the full validation: all that can change while a token is cached."""
+    return claims["exp"] > now and claims.get("nbf", now) <= now and claims.get("iat", now) <= now
+
+
+def _verified_claims(token: str) -> dict[str, Any]:
+    """The claims of a token whose signature and claims are valid now (cached or checked)."""
+    now = int(clock.timestamp())
+    cached = _cached(token)
+    if cached is not None and keys.is_published(cached.kid):
+        if not _times_valid(cached.claims, now):
+            raise InvalidToken("invalid or expired token")
+        return dict(cached.claims)
     try:
         header = jws.extract_compact(token.encode()).headers()
         keyset = keys.verification_keys(header.get("kid"))
         decoded = jwt.decode(token, keyset, algorithms=[keys.ALGORITHM])
-        registry = JWTClaimsRegistry(
-            now=int(clock.timestamp()),
-            iss={"essential": True, "value": settings.issuer},
-            aud={"essential": True, "value": settings.token_audience},
-            sub={"essential": True},
-            exp={"essential": True},
-            jti={"essential": True},
-        )
-        registry.validate(decoded.claims)
+        _claims_registry(now).validate(decoded.claims)
     except (JoseError, ValueError, TypeError, KeyError, binascii.Error) as exc:
         raise InvalidToken("invalid or expired token") from exc
     claims = decoded.claims
     if not isinstance(claims.get("iat", 0), int):
         raise InvalidToken("invalid token claims")
-    if check_revocation:
-        revocation.check(claims)
+    cache = _verified_tokens()
+    if cache.maxsize:
+        verified = Verified(dict(header), dict(claims), header.get("kid"))
+        cache.put(_digest(token), verified)
+        g._authgate_token_lookup = (token, verified)
     return claims
