@@ -92,6 +92,8 @@ def _app_context(**defaults: Any) -> Iterator[Flask]:
 def main() -> None:
     """AuthGate: authentication service for REST APIs."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # Alembic announces its plugins at INFO when first imported (now lazily, after this).
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 client_cli.add_commands(main)
