@@ -413,3 +413,26 @@ def test_metrics_listener_applies_the_same_access_rules(tmp_path: Path) -> None:
     assert call("/metrics", "127.0.0.1") == "401 Unauthorized"
     wrong = f"Bearer {METRICS_TOKEN}x"
     assert call("/metrics", "127.0.0.1", HTTP_AUTHORIZATION=wrong) == "401 Unauthorized"
+
+
+def test_request_line_reads_the_user_id_without_a_query(app: Flask, user: User) -> None:
+    """After a rollback (the database went away mid-request) the User row is expired: the
+    request line must take its id from the identity key, not reload it (a 500 otherwise)."""
+    from sqlalchemy import event
+
+    from authgate.extensions import db
+    from authgate.logs import _loaded_id
+
+    expected = user.id
+    db.session.expire(user)
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", count)
+    try:
+        assert _loaded_id(user) == expected
+        assert statements == []
+    finally:
+        event.remove(db.engine, "before_cursor_execute", count)

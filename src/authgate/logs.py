@@ -15,6 +15,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Response, g, request
+from sqlalchemy import inspect as sa_inspect
 
 if TYPE_CHECKING:
     from authgate.config import Settings
@@ -63,11 +64,20 @@ def configure(settings: Settings) -> None:
     root.setLevel(settings.log_level.upper())
 
 
+def _loaded_id(identity: Any) -> Any:
+    """``identity.id`` without a database query: a User row expired by a rollback (the
+    database went away mid-request) keeps its primary key in its identity key."""
+    state = sa_inspect(identity, raiseerr=False)
+    if state is None:  # not a mapped object (a TokenIdentity, or nothing)
+        return getattr(identity, "id", None)
+    return state.identity[0] if state.identity else None
+
+
 def _user_id() -> int | None:
     # Flask-HTTPAuth keeps the authenticated User or TokenIdentity here; OAuth bearer
     # requests leave their verified claims in g.token_claims.
     identity = g.get("flask_httpauth_user")
-    user_id = getattr(identity, "id", None)
+    user_id = _loaded_id(identity)
     if isinstance(user_id, int):
         return user_id
     claims = g.get("token_claims")
