@@ -176,11 +176,13 @@ class Load:
 
 def wrk(url: str, script: str, env: dict[str, str], load: Load) -> WrkResult:
     """Run wrk with a Lua script from bench/wrk/ and parse its report."""
-    connections = max(load.connections, load.threads)
+    # wrk opens at least one connection per thread: one client means one thread, or a
+    # "single" client would be two connections, possibly served in parallel.
+    threads = min(load.threads, load.connections)
     command = [
         "wrk",
-        f"-t{load.threads}",
-        f"-c{connections}",
+        f"-t{threads}",
+        f"-c{load.connections}",
         f"-d{load.seconds:g}s",
         "--timeout",
         "10s",
@@ -439,21 +441,27 @@ def password_logins(bench: Bench, username: str) -> None:
             share >= 0.90,
         )
     )
-    timing = {}
-    for label, auth in (
-        ("unknown user", basic("nobody-" + secrets.token_hex(4), PASSWORD)),
-        ("wrong password", basic(username, PASSWORD + " wrong")),
-    ):
-        timing[label], _ = bench.measure(
-            "request.lua", {"BENCH_PATH": "/api/resource", "BENCH_AUTHORIZATION": auth}, CORES
-        )
-    unknown, wrong = timing["unknown user"], timing["wrong password"]
-    ratio = unknown.p50 / wrong.p50
+    # One connection, alternating rounds: with two, granian may hand both to one worker
+    # (one hash at a time), which doubles that run's latency whatever the credential.
+    unknown_runs, wrong_runs, ratios = [], [], []
+    for _ in range(bench.rounds()):
+        for auth, runs in (
+            (basic("nobody-" + secrets.token_hex(4), PASSWORD), unknown_runs),
+            (basic(username, PASSWORD + " wrong"), wrong_runs),
+        ):
+            result, _ = bench.measure(
+                "request.lua", {"BENCH_PATH": "/api/resource", "BENCH_AUTHORIZATION": auth}, 1
+            )
+            runs.append(result)
+        ratios.append(unknown_runs[-1].p50 / wrong_runs[-1].p50)
+    ratio = statistics.median(ratios)
+    unknown_p50 = statistics.median(r.p50 for r in unknown_runs)
+    wrong_p50 = statistics.median(r.p50 for r in wrong_runs)
     bench.rows.append(
         Row(
-            "2. 401 latency: unknown user / wrong password",
-            unknown,
-            f"p50 {ms(unknown.p50)} / {ms(wrong.p50)} = {ratio:.2f}",
+            "2. 401 latency, 1 client: unknown user / wrong password",
+            unknown_runs[-1],
+            f"p50 {ms(unknown_p50)} / {ms(wrong_p50)}, median ratio {ratio:.2f}",
             "~1.00",
             ok=0.9 <= ratio <= 1.1,
         )
