@@ -208,15 +208,19 @@ def rotate(
     user = family.user
     if user.is_disabled:
         raise _refuse("user_disabled", row)
+    child = _child_token(token)
+    child_expires_at = _idle_expiry(family, now)
+    # Signed before the first write: on SQLite the database's one writer lock is held
+    # from the first write to the commit, and every other worker's write waits for it.
+    pair = _pair(user, family, child, now)
     if row.spent_at is None and _spend(row, now):
-        child = _child_token(token)
         db.session.add(
             RefreshToken(
                 digest=digest(child),
                 family_id=family.id,
                 parent_id=row.id,
                 created_at=now,
-                expires_at=_idle_expiry(family, now),
+                expires_at=child_expires_at,
             )
         )
         family.last_used_at = now
@@ -225,14 +229,14 @@ def rotate(
         if user_agent:
             family.user_agent = user_agent[:512]
         # Committed with its audit event, in one transaction (see _rotated).
-        return _rotated(user, family, child, now, concurrent=False)
+        return _rotated(pair, user.id, family.id, family.client_id, concurrent=False)
     db.session.refresh(row)
     db.session.refresh(family)
     spent = row.spent_at
-    child = _child_token(token)
     if spent is not None and _within_grace(spent, now, child) and family.revoked_at is None:
+        user_id, family_id, client_id = user.id, family.id, family.client_id
         db.session.rollback()
-        return _rotated(user, family, child, now, concurrent=True)
+        return _rotated(pair, user_id, family_id, client_id, concurrent=True)
     revoke_family(family, reason="reuse")
     audit.record(
         "refresh.reuse_detected",
@@ -256,25 +260,24 @@ def _within_grace(spent: dt.datetime, now: dt.datetime, child: str) -> bool:
 
 def _spend(row: RefreshToken, now: dt.datetime) -> bool:
     """Mark ``row`` spent unless another request already did; True if this one won."""
+    # A Core statement on the table (the ORM's bulk-update path costs several times more,
+    # and this runs under SQLite's writer lock).
+    table = RefreshToken.__table__
     result = db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == row.id, RefreshToken.spent_at.is_(None))
-        .values(spent_at=now)
-        .execution_options(synchronize_session=False)
+        update(table).where(table.c.id == row.id, table.c.spent_at.is_(None)).values(spent_at=now)
     )
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
 def _rotated(
-    user: User, family: TokenFamily, child: str, now: dt.datetime, concurrent: bool
+    pair: TokenPair, user_id: int, family_id: str, client_id: str | None, concurrent: bool
 ) -> TokenPair:
-    pair = _pair(user, family, child, now)
     # Commits the session: the rotation (if any is pending) and its audit event together.
     audit.record(
         "refresh.rotated",
-        user_id=user.id,
-        client_id=family.client_id,
-        family_id=family.id,
+        user_id=user_id,
+        client_id=client_id,
+        family_id=family_id,
         jti=pair.access.jti,
         concurrent=concurrent,
     )
