@@ -62,6 +62,23 @@ def test_unknown_clients_are_counted_too(client: FlaskClient, app: Flask) -> Non
     assert machine_token(client, "c_nobody", "guess").status_code == 429
 
 
+def test_malformed_client_ids_are_counted_and_audited_without_the_id(
+    client: FlaskClient, app: Flask
+) -> None:
+    """An id no client can have (a NUL) is refused, throttled and audited like an unknown
+    client; the audit event does not carry it."""
+    for _ in range(5):
+        assert machine_token(client, "c_bad\x00id", "guess").status_code == 401
+    assert machine_token(client, "c_bad\x00id", "guess").status_code == 429
+    failures = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "oauth.client.auth_failed")
+    ).all()
+    assert len(failures) == 5
+    assert {(event.client_id, event.detail["reason"]) for event in failures} == {
+        (None, "malformed_client_id")
+    }
+
+
 def test_introspection_secrets_share_the_throttle(client: FlaskClient, app: Flask) -> None:
     """Wrong secrets at /oauth/introspect count for the same client as at /oauth/token."""
     registration = register(grants=("client_credentials",), redirect_uris=())

@@ -22,6 +22,7 @@ from authgate.logs import JSONFormatter
 from authgate.models import User
 from tests.conftest import PASSWORD, make_settings
 from tests.support import free_port
+from tests.test_refresh import login, refresh
 from tests.test_tokens import basic, bearer
 
 WRONG = "wrong password, but long enough"
@@ -125,18 +126,6 @@ def test_bounded_check_gives_up_on_a_hung_dependency() -> None:
 
 
 # --- /metrics: what is counted ----------------------------------------------------------
-
-
-def login(client: FlaskClient) -> dict[str, Any]:
-    """POST /api/token as miguel: the token response."""
-    response = client.post("/api/token", headers=basic("miguel", PASSWORD))
-    assert response.status_code == 200
-    return response.get_json()
-
-
-def refresh(client: FlaskClient, token: str) -> Any:
-    """POST /api/token/refresh."""
-    return client.post("/api/token/refresh", json={"refresh_token": token})
 
 
 def test_auth_events_move_their_counters(client: FlaskClient, user: User) -> None:

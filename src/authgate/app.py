@@ -82,12 +82,12 @@ def create_app(settings: Settings | None = None, **overrides: Any) -> Flask:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, synchronous: str = "FULL") -> None:
-    """WAL and a busy timeout let several workers share one SQLite file;
-    ``synchronous`` is AUTHGATE_SQLITE_SYNCHRONOUS (NORMAL: no fsync per commit in WAL)."""
+    """WAL lets several workers share one SQLite file (their wait for the write lock is
+    the driver's ``timeout``, see :func:`authgate.database.engine_options`); ``synchronous``
+    is AUTHGATE_SQLITE_SYNCHRONOUS (NORMAL: no fsync per commit in WAL)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA synchronous={'NORMAL' if synchronous == 'NORMAL' else 'FULL'}")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

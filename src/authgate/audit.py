@@ -44,7 +44,8 @@ EVENTS = {
     "oauth.client.created": "an OAuth client was registered",
     "oauth.client.deleted": "an OAuth client was deleted; detail.revoked_grants",
     "oauth.client.secret_rotated": "an OAuth client's secret was replaced",
-    "oauth.client.auth_failed": "an OAuth client failed to authenticate; detail.method",
+    "oauth.client.auth_failed": "an OAuth client failed to authenticate; detail.method "
+    "(and reason: malformed_client_id for an id no client can have, not recorded)",
     "oauth.code.issued": "an authorization code was issued after consent",
     "oauth.code.replayed": "a spent authorization code was presented again; its tokens revoked",
     "oauth.consent.granted": "a person granted a client a set of scopes",

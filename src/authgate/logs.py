@@ -99,16 +99,24 @@ def request_fields(response: Response, seconds: float) -> dict[str, Any]:
     }
 
 
+def request_seconds() -> float:
+    """Seconds since this request began: one clock, started by :func:`install`'s hook, for
+    the request line and the latency metrics."""
+    started = g.get("request_started")
+    return time.perf_counter() - started if started is not None else 0.0
+
+
 def install(app: Flask) -> None:
-    """Log exactly one ``authgate.request`` line per request of ``app``."""
+    """Log exactly one ``authgate.request`` line per request of ``app`` (and start the
+    request clock of :func:`request_seconds`: install this before the metrics)."""
 
     def start() -> None:
-        g.log_started = time.perf_counter()
+        g.request_started = time.perf_counter()
 
     def finish(response: Response) -> Response:
-        started = g.pop("log_started", None)
-        seconds = time.perf_counter() - started if started is not None else 0.0
-        fields = request_fields(response, seconds)
+        if not log.isEnabledFor(logging.INFO):
+            return response
+        fields = request_fields(response, request_seconds())
         log.info(
             "%s %s %s %.1fms request_id=%s user_id=%s ip=%s",
             fields["method"],

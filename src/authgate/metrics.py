@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Flask, Response, abort, current_app, g, request
+from flask import Blueprint, Flask, Response, abort, current_app, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -32,6 +32,7 @@ from prometheus_client import (
     values,
 )
 
+from authgate import logs
 from authgate.openapi import PROBLEM, operation
 
 if TYPE_CHECKING:
@@ -269,18 +270,15 @@ def metrics_view() -> Response:
 
 
 def install(app: Flask) -> None:
-    """Count every request of ``app`` by URL rule and status, with its latency."""
-
-    def start() -> None:
-        g.metrics_started = time.perf_counter()
+    """Count every request of ``app`` by URL rule and status, with its latency (timed by
+    the request clock of :func:`authgate.logs.install`, installed first)."""
 
     def finish(response: Response) -> Response:
-        started = g.pop("metrics_started", None)
-        elapsed = time.perf_counter() - started if started is not None else 0.0
         route = request.url_rule.rule if request.url_rule is not None else UNMATCHED
-        current().observe_request(request.method, route, response.status_code, elapsed)
+        current().observe_request(
+            request.method, route, response.status_code, logs.request_seconds()
+        )
         return response
 
-    app.before_request(start)
     app.after_request(finish)
     app.register_blueprint(bp)

@@ -28,7 +28,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -42,6 +41,8 @@ from joserfc import jws, jwt
 from joserfc.errors import ExpiredTokenError, InvalidClaimError, JoseError, MissingClaimError
 from joserfc.jwk import KeySet, import_key
 from joserfc.jwt import JWTClaimsRegistry
+from werkzeug.datastructures import ResponseCacheControl
+from werkzeug.http import parse_cache_control_header
 from werkzeug.local import LocalProxy
 
 __all__ = [
@@ -196,10 +197,10 @@ def max_age(cache_control: str | None) -> float:
     """Seconds a response may be cached, from ``Cache-Control`` (bounded, see MIN_MAX_AGE)."""
     if cache_control is None:
         return DEFAULT_MAX_AGE
-    if re.search(r"\b(no-store|no-cache)\b", cache_control):
+    directives = parse_cache_control_header(cache_control, cls=ResponseCacheControl)
+    if directives.no_store or directives.no_cache:
         return MIN_MAX_AGE
-    match = re.search(r"\bmax-age=(\d+)", cache_control)
-    seconds = float(match.group(1)) if match else DEFAULT_MAX_AGE
+    seconds = DEFAULT_MAX_AGE if directives.max_age is None else float(directives.max_age)
     return min(max(seconds, MIN_MAX_AGE), MAX_MAX_AGE)
 
 

@@ -7,6 +7,7 @@ introspection, userinfo. RFC 9207 ``iss`` on every authorization response.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
@@ -110,24 +111,22 @@ def _throttled(method: str, authenticate: ClientAuth) -> ClientAuth:
         if not client_id or not secret:
             return authenticate(query_client, request)  # this method was not used
         client_id = client_id[:128]
-        if not clients.is_client_id(client_id):
-            # Not a client id any client can have (e.g. a NUL, which PostgreSQL cannot
-            # store): refused before the throttle and the audit log would write it down.
-            raise InvalidClientError(
-                status_code=401 if method == "client_secret_basic" else 400,
-                description="Client authentication failed.",
-            )
+        # An id no client can have (e.g. with a NUL, which PostgreSQL cannot store) is
+        # throttled and audited like an unknown client, without being written down.
+        well_formed = clients.is_client_id(client_id)
+        label = client_id if well_formed else None
         try:
-            attempt = throttle.check("client:" + client_id, client_id=client_id)
+            attempt = throttle.check("client:" + client_id, client_id=label)
         except Throttled as error:
             raise ClientThrottled(error.retry_after) from error
-        try:
-            client = authenticate(query_client, request)
-        except InvalidClientError:
-            client = None
+        client = None
+        if well_formed:
+            with contextlib.suppress(InvalidClientError):
+                client = authenticate(query_client, request)
         if client is None:
             throttle.record_failure(attempt)
-            audit.record("oauth.client.auth_failed", client_id=client_id, method=method)
+            detail = {} if well_formed else {"reason": "malformed_client_id"}
+            audit.record("oauth.client.auth_failed", client_id=label, method=method, **detail)
             raise InvalidClientError(
                 status_code=401 if method == "client_secret_basic" else 400,
                 description="Client authentication failed.",
