@@ -21,6 +21,7 @@ from authgate.health import bounded
 from authgate.logs import JSONFormatter
 from authgate.models import User
 from tests.conftest import PASSWORD, make_settings
+from tests.oauth_support import full_flow, register
 from tests.support import free_port
 from tests.test_refresh import login, refresh
 from tests.test_tokens import basic, bearer
@@ -314,6 +315,20 @@ def test_one_log_line_per_request_with_its_facts(
     }
     assert records[1].fields["route"] is None  # type: ignore[attr-defined]
     assert records[1].fields["status"] == 404  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"insecure_cookies": True}])
+def test_request_line_of_an_oauth_bearer_request_names_the_user(
+    page_client: FlaskClient, user: User, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A third-party client's token speaks for a person: the request line carries their id."""
+    token = full_flow(page_client, register())["access_token"]
+    caplog.set_level(logging.INFO, logger="authgate.request")
+    caplog.clear()
+    assert page_client.get("/api/resource", headers=bearer(token)).status_code == 200
+    (record,) = request_records(caplog)
+    assert record.fields["route"] == "/api/resource"  # type: ignore[attr-defined]
+    assert record.fields["user_id"] == user.id  # type: ignore[attr-defined]
 
 
 def test_request_logs_hold_no_secret(

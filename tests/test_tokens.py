@@ -15,6 +15,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey
 
 from authgate import clock, keys, tokens
+from authgate.auth import token_auth
 from authgate.models import SigningKey, User
 from tests.conftest import PASSWORD
 
@@ -222,3 +223,18 @@ def test_private_key_is_encrypted_at_rest(app: Flask) -> None:
         ECKey.import_key(row.private_pem, password="wrong password")
     password = keys.encryption_password(app.config["SECRET_KEY"])
     assert ECKey.import_key(row.private_pem, password=password).as_dict(private=False)["x"]
+
+
+def test_auth_callbacks_and_views_must_be_synchronous() -> None:
+    """Flask-HTTPAuth's per-call coroutine check is skipped (``auth._SyncCallbacks``), so a
+    coroutine view or callback is refused loudly instead of returning an un-awaited coroutine."""
+
+    async def view() -> None:
+        return None
+
+    def plain() -> None:
+        return None
+
+    assert token_auth.ensure_sync(plain) is plain
+    with pytest.raises(TypeError, match="synchronous"):
+        token_auth.ensure_sync(view)

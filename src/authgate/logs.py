@@ -75,7 +75,7 @@ def _loaded_id(identity: Any) -> Any:
 
 def _user_id() -> int | None:
     # Flask-HTTPAuth keeps the authenticated User or TokenIdentity here; OAuth bearer
-    # requests leave their verified claims in g.token_claims.
+    # requests leave their verified claims in g.token_claims (authgate.oauth.protection).
     identity = g.get("flask_httpauth_user")
     user_id = _loaded_id(identity)
     if isinstance(user_id, int):

@@ -7,8 +7,9 @@ from flask import Response, jsonify
 from authgate import oauth
 from authgate.api import bp
 from authgate.app_state import settings
-from authgate.auth import current_identity, multi_auth
+from authgate.auth import TokenIdentity, multi_auth, unauthorized
 from authgate.errors import InvalidBearerToken
+from authgate.models import User
 from authgate.oauth import protection
 from authgate.openapi import PASSWORD_PROBLEMS, PROBLEM, RESOURCE, operation
 
@@ -19,21 +20,21 @@ from authgate.openapi import PASSWORD_PROBLEMS, PROBLEM, RESOURCE, operation
     security=RESOURCE,
     responses={200: "Resource", **PASSWORD_PROBLEMS, 403: PROBLEM},
 )
+@multi_auth.login_required(optional=True)
 def get_resource() -> Response:
     """Greet the caller: a user (password or first-party token), or an OAuth client's token.
 
-    An OAuth access token must carry the scope ``AUTHGATE_RESOURCE_SCOPE``; without it the
+    The first-party check runs first, so the common request pays for no OAuth routing. An
+    OAuth access token must carry the scope ``AUTHGATE_RESOURCE_SCOPE``; without it the
     answer is ``403`` with ``WWW-Authenticate: Bearer error="insufficient_scope"``.
     """
+    identity = multi_auth.current_user()
+    if isinstance(identity, User | TokenIdentity):
+        return jsonify({"data": f"Hello, {identity.username}!"})
     if protection.presents_oauth_token():
         token = protection.require(oauth.resource_protector(), settings().resource_scope)
         name = token.subject_name()
         if name is None:
             raise InvalidBearerToken(realm="Authentication Required")
         return jsonify({"data": f"Hello, {name}!"})
-    return _first_party()
-
-
-@multi_auth.login_required
-def _first_party() -> Response:
-    return jsonify({"data": f"Hello, {current_identity().username}!"})
+    return unauthorized()

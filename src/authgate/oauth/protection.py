@@ -13,7 +13,7 @@ from authlib.integrations.flask_oauth2 import ResourceProtector
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import TokenMixin
 from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError
-from flask import request
+from flask import g, request
 
 from authgate import clients, tokens
 from authgate.auth import REALM
@@ -90,6 +90,7 @@ def load_access_token(token: str) -> AccessToken | None:
         return None
     if not tokens.is_delegated(claims):
         return None
+    g.token_claims = claims  # for the request line's user id (authgate.logs)
     return AccessToken(claims)
 
 
