@@ -6,7 +6,7 @@ import datetime as dt
 import math
 import unicodedata
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.exc import IntegrityError
 
 from authgate import audit, clock, passwords, revocation, sessions, throttle
@@ -67,13 +67,17 @@ def get(user_id: int) -> User:
     return user
 
 
+# Built once (every password login looks its user up); the key is bound at execution.
+_BY_USERNAME = select(User).where(User.username_key == bindparam("key"))
+
+
 def find_by_username(username: str) -> User | None:
     """The user whose normalised name equals that of ``username``, or None."""
     if not isinstance(username, str) or len(username) > 4 * MAX_USERNAME_LENGTH:
         return None
     if "\x00" in username:  # no stored name has one; PostgreSQL refuses them in queries
         return None
-    return db.session.scalar(select(User).where(User.username_key == username_key(username)))
+    return db.session.scalar(_BY_USERNAME, {"key": username_key(username)})
 
 
 def throttle_account(username: str) -> str:

@@ -8,7 +8,7 @@ import logging
 from typing import Any
 
 from flask import g, has_request_context, request
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from authgate import clock, metrics
 from authgate.extensions import db
@@ -17,6 +17,10 @@ from authgate.models import AuditEvent
 log = logging.getLogger("authgate.audit")
 
 MAX_TEXT = 512
+
+# Built once: a statement with its values bound at execution is compiled once and cached,
+# where ``insert(table).values(...)`` per call costs ~100 us to build.
+_INSERT = insert(AuditEvent.__table__)
 
 #: The event names in use, with when each is recorded (ASVS 16.3). Features add theirs
 #: here, so ``authgate audit --event`` and readers of the log share one vocabulary.
@@ -80,19 +84,21 @@ def record(
         ip = request.remote_addr
         user_agent = _clip(request.user_agent.string)
         request_id = g.get("request_id")
-    row = AuditEvent(
-        at=clock.now(),
-        event=event,
-        user_id=user_id,
-        client_id=client_id,
-        ip=ip,
-        user_agent=user_agent,
-        request_id=request_id,
-        detail=detail,
-    )
-    db.session.add(row)
-    # Serialised before the commit, which would expire the row (and cost a reload).
-    db.session.flush()
+    values = {
+        "at": clock.now(),
+        "event": event,
+        "user_id": user_id,
+        "client_id": client_id,
+        "ip": ip,
+        "user_agent": user_agent,
+        "request_id": request_id,
+        "detail": detail,
+    }
+    # A prepared Core INSERT: the row is written once and never read back, and the ORM's
+    # unit of work costs several times more (on SQLite, under the writer lock). The object
+    # stays out of the session (the commit cannot expire it); it serialises the event.
+    row = AuditEvent(**values)
+    row.id = db.session.execute(_INSERT, values).inserted_primary_key[0]
     entry = {"audit": row.to_dict()}
     line = json.dumps(entry, ensure_ascii=True, sort_keys=True)
     db.session.commit()

@@ -13,7 +13,7 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
 from authgate import audit, clock
 from authgate.app_state import settings
@@ -169,11 +169,15 @@ def is_client_id(value: object) -> bool:
     )
 
 
+# Built once (every token request looks its client up); the id is bound at execution.
+_FIND = select(OAuthClient).where(OAuthClient.client_id == bindparam("client_id"))
+
+
 def find(client_id: object) -> OAuthClient | None:
     """The client with ``client_id``, or None."""
     if not is_client_id(client_id):
         return None
-    return db.session.scalar(select(OAuthClient).where(OAuthClient.client_id == client_id))
+    return db.session.scalar(_FIND, {"client_id": client_id})
 
 
 def get(client_id: str) -> OAuthClient:

@@ -32,7 +32,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
-from sqlalchemy import delete, exists, or_, select, update
+from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 
 from authgate import audit, clock, revocation, tokens
 from authgate.errors import InvalidCredentials, InvalidRefreshToken, InvalidToken, NotFound
@@ -174,10 +174,21 @@ def _refuse(reason: str, row: RefreshToken | None = None) -> InvalidRefreshToken
     return InvalidRefreshToken("invalid refresh token")
 
 
+# The statements of a rotation, built once (building one per call costs ~100 us, and the
+# writes run under SQLite's one writer lock); values are bound at execution. Core
+# statements on the tables: the ORM's unit of work costs several times more.
+_FIND = select(RefreshToken).where(RefreshToken.digest == bindparam("digest"))
+_TOKENS = RefreshToken.__table__
+_SPEND = update(_TOKENS).where(_TOKENS.c.id == bindparam("row"), _TOKENS.c.spent_at.is_(None))
+_INSERT_TOKEN = insert(_TOKENS)
+_FAMILIES = TokenFamily.__table__
+_TOUCH_FAMILY = update(_FAMILIES).where(_FAMILIES.c.id == bindparam("family"))
+
+
 def _find(token: object) -> RefreshToken | None:
     if not isinstance(token, str) or not MIN_TOKEN_LENGTH <= len(token) <= MAX_TOKEN_LENGTH:
         return None
-    return db.session.scalar(select(RefreshToken).where(RefreshToken.digest == digest(token)))
+    return db.session.scalar(_FIND, {"digest": digest(token)})
 
 
 def rotate(
@@ -214,20 +225,7 @@ def rotate(
     # from the first write to the commit, and every other worker's write waits for it.
     pair = _pair(user, family, child, now)
     if row.spent_at is None and _spend(row, now):
-        db.session.add(
-            RefreshToken(
-                digest=digest(child),
-                family_id=family.id,
-                parent_id=row.id,
-                created_at=now,
-                expires_at=child_expires_at,
-            )
-        )
-        family.last_used_at = now
-        if ip:
-            family.ip = ip
-        if user_agent:
-            family.user_agent = user_agent[:512]
+        _store_child(row, family, digest(child), child_expires_at, now, ip, user_agent)
         # Committed with its audit event, in one transaction (see _rotated).
         return _rotated(pair, user.id, family.id, family.client_id, concurrent=False)
     db.session.refresh(row)
@@ -260,13 +258,38 @@ def _within_grace(spent: dt.datetime, now: dt.datetime, child: str) -> bool:
 
 def _spend(row: RefreshToken, now: dt.datetime) -> bool:
     """Mark ``row`` spent unless another request already did; True if this one won."""
-    # A Core statement on the table (the ORM's bulk-update path costs several times more,
-    # and this runs under SQLite's writer lock).
-    table = RefreshToken.__table__
-    result = db.session.execute(
-        update(table).where(table.c.id == row.id, table.c.spent_at.is_(None)).values(spent_at=now)
-    )
+    result = db.session.execute(_SPEND, {"row": row.id, "spent_at": now})
     return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+def _store_child(
+    parent: RefreshToken,
+    family: TokenFamily,
+    child_digest: str,
+    expires_at: dt.datetime,
+    now: dt.datetime,
+    ip: str | None,
+    user_agent: str | None,
+) -> None:
+    """Insert the spent token's successor and note the family's use, as prepared Core
+    statements like :func:`_spend` (they run under SQLite's writer lock; the loaded
+    ``family`` is expired by the commit that follows)."""
+    db.session.execute(
+        _INSERT_TOKEN,
+        {
+            "digest": child_digest,
+            "family_id": family.id,
+            "parent_id": parent.id,
+            "created_at": now,
+            "expires_at": expires_at,
+        },
+    )
+    used: dict[str, Any] = {"family": family.id, "last_used_at": now}
+    if ip:
+        used["ip"] = ip
+    if user_agent:
+        used["user_agent"] = user_agent[:512]
+    db.session.execute(_TOUCH_FAMILY, used)
 
 
 def _rotated(
