@@ -12,8 +12,8 @@ figure is a median or a best of several alternating rounds.
 from __future__ import annotations
 
 import argparse
-import base64
 import io
+import itertools
 import json
 import os
 import statistics
@@ -27,24 +27,17 @@ from typing import Any
 
 from flask import Flask
 
-PASSWORD = "quiet lantern orchard velvet 42"  # noqa: S105 (the bench user's password)
-AUTHGATE = str(Path(sys.executable).with_name("authgate"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from run import AUTHGATE, CREATE_CLIENT, PASSWORD, base_env, basic  # noqa: E402
 
 
 class App:
     """An AuthGate app on a fresh database, called through WSGI, with one user."""
 
     def __init__(self, workdir: Path) -> None:
+        # bench/run.py's server environment, on SQLite without Redis.
         os.environ.update(
-            {
-                "AUTHGATE_ENV": "development",
-                "AUTHGATE_SECRET_KEY": "bench-secret-" + "Zq7Lw3Nd8Rk2Vx5Hp9Tb4Mc6Jf1Gs0Ya",
-                "AUTHGATE_DATABASE_URL": f"sqlite:///{workdir / 'authgate.db'}",
-                "AUTHGATE_INSTANCE_PATH": str(workdir),
-                "AUTHGATE_ISSUER": "http://127.0.0.1:5000",
-                "AUTHGATE_RATELIMIT": "0",
-                "AUTHGATE_LOG_LEVEL": "WARNING",
-            }
+            base_env(argparse.Namespace(database_url=None, redis_url=None), workdir, 5000)
         )
         subprocess.run([AUTHGATE, "db", "upgrade"], check=True, capture_output=True)
         from authgate import create_app
@@ -53,7 +46,7 @@ class App:
         self.status = ""
         created = self.call("POST", "/api/users", body={"username": "b", "password": PASSWORD})
         assert self.status.startswith("201"), created
-        self.basic = "Basic " + base64.b64encode(f"b:{PASSWORD}".encode()).decode()
+        self.basic = basic("b", PASSWORD)
 
     def call(
         self,
@@ -126,22 +119,18 @@ def writes(app: App, rounds: int) -> None:
     """A refresh rotation and a client-credentials grant: median of rounds of 200."""
     refresh_tokens = [app.ok("GET", "/api/token", app.basic)["refresh_token"] for _ in range(8)]
 
-    def rotate(index: list[int] = [0]) -> None:  # noqa: B006 (a counter between calls)
-        slot = index[0] % len(refresh_tokens)
-        index[0] += 1
+    slots = itertools.cycle(range(len(refresh_tokens)))
+
+    def rotate() -> None:
+        slot = next(slots)
         body = {"refresh_token": refresh_tokens[slot]}
         refresh_tokens[slot] = app.ok("POST", "/api/token/refresh", body=body)["refresh_token"]
 
     created = subprocess.run(
-        [AUTHGATE, "client", "create", "--name", "bench", "--type", "confidential"]
-        + ["--grant", "client_credentials", "--scope", "resource:read", "--json"],
-        check=True,
-        capture_output=True,
-        text=True,
+        [AUTHGATE, *CREATE_CLIENT], check=True, capture_output=True, text=True
     ).stdout
     client = json.loads(created)
-    secret = f"{client['client_id']}:{client['client_secret']}".encode()
-    client_auth = "Basic " + base64.b64encode(secret).decode()
+    client_auth = basic(client["client_id"], client["client_secret"])
     grant = "grant_type=client_credentials&scope=resource:read"
 
     def issue() -> None:

@@ -41,6 +41,11 @@ AUTHGATE = str(Path(sys.executable).with_name("authgate"))
 SECRET = "bench-secret-" + "Zq7Lw3Nd8Rk2Vx5Hp9Tb4Mc6Jf1Gs0Ya"
 PASSWORD = "quiet lantern orchard velvet 42"  # noqa: S105 (the bench users' password)
 CORES = os.cpu_count() or 1
+#: ``authgate`` arguments creating the benchmark's client-credentials client (JSON out).
+CREATE_CLIENT = (
+    *("client", "create", "--name", "bench", "--type", "confidential"),
+    *("--grant", "client_credentials", "--scope", "resource:read", "--json"),
+)
 
 
 # ---------------------------------------------------------------- machine
@@ -486,21 +491,7 @@ def registrations(bench: Bench) -> None:
 
 def oauth_and_refresh(bench: Bench, refresh_file: Path, refresh_count: int) -> None:
     """4. client credentials, introspection, refresh-token rotation."""
-    client = json.loads(
-        bench.cli(
-            "client",
-            "create",
-            "--name",
-            "bench",
-            "--type",
-            "confidential",
-            "--grant",
-            "client_credentials",
-            "--scope",
-            "resource:read",
-            "--json",
-        )
-    )
+    client = json.loads(bench.cli(*CREATE_CLIENT))
     client_auth = basic(client["client_id"], client["client_secret"])
     form = "application/x-www-form-urlencoded"
     grant = {
