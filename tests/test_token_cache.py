@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from joserfc.jwk import KeySet
+from joserfc import jws, jwt
+from joserfc.jwk import ECKey, KeySet
 
 from authgate import clock, revocation, tokens
 from authgate.app_state import state
 from authgate.errors import InvalidToken, TokenRevoked
 from authgate.models import User
 from tests.conftest import PASSWORD
+from tests.oauth_support import client_auth, register
 from tests.test_tokens import basic, bearer
 
 
@@ -112,3 +116,32 @@ def test_without_the_cache_every_request_checks_the_signature(
     for _ in range(2):
         assert client.get("/api/resource", headers=bearer(token)).status_code == 200
     assert decodes.count(token) >= 2
+
+
+def _forged_oauth_token(real: str) -> str:
+    """``real``'s header and claims as an OAuth client's token, signed with another key."""
+    header = jws.extract_compact(real.encode()).headers()
+    claims = json.loads(jws.extract_compact(real.encode()).payload)
+    claims.update(client_id="c_forged", scope="resource:read")
+    header["typ"] = tokens.DELEGATED_TYPE
+    return jwt.encode(header, claims, ECKey.generate_key("P-256"), algorithms=["ES256"])
+
+
+def test_a_token_is_signature_checked_once_per_request(
+    app: Flask, client: FlaskClient, user: User, decodes: list[str]
+) -> None:
+    """/api/resource tries the first-party check, then the OAuth one: an OAuth client's
+    token, forged or genuine, still costs one signature check, not one per path."""
+    forged = _forged_oauth_token(login(client))
+    response = client.get("/api/resource", headers=bearer(forged))
+    assert response.status_code == 401
+    assert response.headers.getlist("WWW-Authenticate")[-1].endswith('error="invalid_token"')
+    assert decodes == [forged]
+
+    registration = register(grants=("client_credentials",), redirect_uris=(), scope="resource:read")
+    grant = {"grant_type": "client_credentials", "scope": "resource:read"}
+    issued = client.post("/oauth/token", data=grant, headers=client_auth(registration))
+    genuine = issued.get_json()["access_token"]
+    state().verified_tokens.clear()
+    assert client.get("/api/resource", headers=bearer(genuine)).status_code == 200
+    assert decodes == [forged, genuine]

@@ -125,12 +125,10 @@ def identity_from_token(token: str) -> TokenIdentity | None:
     that predate the ``preferred_username`` claim.
     """
     try:
-        claims = tokens.verify_access_token(token)
-    except InvalidToken:
-        return None
-    if tokens.is_delegated(claims):
         # An OAuth client's token carries only the scopes a person granted it; it is
         # checked by authgate.oauth.protection, never accepted as a first-party login.
+        claims = tokens.verify_access_token(token, first_party=True)
+    except InvalidToken:
         return None
     subject = str(claims["sub"])
     if not subject.isdigit():
@@ -203,19 +201,12 @@ def unauthorized() -> Response:
     return _unauthorized(bearer_sent=_scheme() == token_auth.scheme)
 
 
-@password_auth.error_handler
-def _password_error(status: int) -> Response:
-    return _unauthorized(bearer_sent=False)
-
-
-@basic_auth.error_handler
 def _basic_error(status: int) -> Response:
     return _unauthorized(bearer_sent=False)
 
 
-@basic_token_auth.error_handler
-def _basic_token_error(status: int) -> Response:
-    return _unauthorized(bearer_sent=False)
+for _basic_scheme in (password_auth, basic_auth, basic_token_auth):
+    _basic_scheme.error_handler(_basic_error)
 
 
 @token_auth.error_handler

@@ -199,7 +199,9 @@ def looks_like_jwt(value: str) -> bool:
     return value.count(".") == 2 and len(value) <= MAX_TOKEN_LENGTH
 
 
-def verify_access_token(token: str, check_revocation: bool = True) -> dict[str, Any]:
+def verify_access_token(
+    token: str, check_revocation: bool = True, first_party: bool = False
+) -> dict[str, Any]:
     """Verify signature (ES256 only), ``kid``, ``iss``, ``aud``, ``exp``; return the claims.
 
     Raises InvalidToken for any failure: malformed, ``alg: none``, HS256 forged with the
@@ -207,12 +209,18 @@ def verify_access_token(token: str, check_revocation: bool = True) -> dict[str, 
     TokenRevoked (a subclass) when the revocation store refuses it (see
     :func:`authgate.revocation.check`). ``check_revocation=False`` is for revoking a token.
 
+    ``first_party=True`` also refuses an OAuth client's token: one whose ``typ`` header
+    says ``at+jwt`` before its signature is checked (the OAuth path checks it), and any
+    token whose verified claims carry a ``client_id``.
+
     A token this process verified before (:class:`VerifiedTokens`) skips parsing and the
     signature check; its time claims and its key's publication are checked again.
     """
     if not isinstance(token, str) or not looks_like_jwt(token):
         raise InvalidToken("malformed token")
-    claims = _verified_claims(token)
+    claims = _verified_claims(token, first_party)
+    if first_party and is_delegated(claims):
+        raise InvalidToken("an OAuth client's token")
     if check_revocation:
         revocation.check(claims)
     return claims
@@ -236,8 +244,9 @@ def _times_valid(claims: dict[str, Any], now: int) -> bool:
     return claims["exp"] > now and claims.get("nbf", now) <= now and claims.get("iat", now) <= now
 
 
-def _verified_claims(token: str) -> dict[str, Any]:
-    """The claims of a token whose signature and claims are valid now (cached or checked)."""
+def _verified_claims(token: str, first_party: bool) -> dict[str, Any]:
+    """The claims of a token whose signature and claims are valid now (cached or checked);
+    with ``first_party``, a token whose header says ``at+jwt`` is refused unchecked."""
     now = int(clock.timestamp())
     cached = _cached(token)
     if cached is not None and keys.is_published(cached.kid):
@@ -246,6 +255,8 @@ def _verified_claims(token: str) -> dict[str, Any]:
         return dict(cached.claims)
     try:
         header = jws.extract_compact(token.encode()).headers()
+        if first_party and header.get("typ") == DELEGATED_TYPE:
+            raise InvalidToken("an OAuth client's token")
         keyset = keys.verification_keys(header.get("kid"))
         decoded = jwt.decode(token, keyset, algorithms=[keys.ALGORITHM])
         _claims_registry(now).validate(decoded.claims)
