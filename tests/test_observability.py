@@ -14,12 +14,15 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import func, select
+from werkzeug.test import EnvironBuilder
 
 from authgate import create_app
 from authgate.config import ConfigError, Settings
+from authgate.extensions import db
 from authgate.health import bounded
 from authgate.logs import JSONFormatter
-from authgate.models import User
+from authgate.models import AuditEvent, User
 from tests.conftest import PASSWORD, make_settings
 from tests.oauth_support import full_flow, register
 from tests.support import free_port
@@ -255,6 +258,29 @@ def test_metrics_token_is_required_when_configured(client: FlaskClient) -> None:
     assert ok.status_code == 200
     assert ok.headers["Cache-Control"] == "no-store"
     assert ok.content_type.startswith("text/plain")
+    assert events("metrics.refused") == 3
+
+
+def events(name: str) -> int:
+    """How many audit events named ``name`` are stored."""
+    return db.session.scalar(select(func.count()).where(AuditEvent.event == name)) or 0
+
+
+@pytest.mark.parametrize("settings_overrides", [{"metrics_token": METRICS_TOKEN}])
+def test_metrics_token_guesses_are_throttled_per_address(app: Flask, client: FlaskClient) -> None:
+    """Wrong metrics tokens count like wrong passwords: after AUTHGATE_RATELIMIT_ACCOUNT_FREE
+    of them that address waits (429, even with the right token); a scraper elsewhere reads."""
+    free = app.extensions["authgate"].settings.ratelimit_account_free
+    guesser = {"REMOTE_ADDR": "10.0.0.66"}
+    for _ in range(free):
+        wrong = client.get("/metrics", environ_base=guesser, headers=bearer(METRICS_TOKEN + "x"))
+        assert wrong.status_code == 401
+    refused = client.get("/metrics", environ_base=guesser, headers=bearer(METRICS_TOKEN))
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    assert client.get("/metrics", headers=bearer(METRICS_TOKEN)).status_code == 200
+    assert events("metrics.refused") == free
+    assert events("login.throttled") == 1
 
 
 @pytest.mark.parametrize(
@@ -397,18 +423,19 @@ def test_metrics_token_file_is_read(tmp_path: Path) -> None:
     assert listen.metrics_listen_address == ("::1", 9100)
 
 
-def test_metrics_listener_applies_the_same_access_rules(tmp_path: Path) -> None:
+@pytest.mark.parametrize("settings_overrides", [{"metrics_token": METRICS_TOKEN}])
+def test_metrics_listener_applies_the_same_access_rules(app: Flask) -> None:
     """The separate listener refuses public and proxied clients, other paths and a missing
-    token, as the API port's /metrics does."""
+    token, as the API port's /metrics does; refused tokens are audited and throttled."""
     from authgate import metrics_listener
 
-    settings = make_settings("sqlite://", tmp_path, metrics_token=METRICS_TOKEN)
-    app = metrics_listener.application(settings)
+    listener = metrics_listener.application(app)
 
     def call(path: str, address: str, **headers: str) -> str:
         statuses: list[str] = []
-        environ = {"PATH_INFO": path, "REMOTE_ADDR": address, **headers}
-        b"".join(app(environ, lambda status, _headers: statuses.append(status)))  # type: ignore[arg-type]
+        base = {"REMOTE_ADDR": address, **headers}
+        environ = EnvironBuilder(path=path, environ_base=base).get_environ()
+        b"".join(listener(environ, lambda status, _headers: statuses.append(status)))  # type: ignore[arg-type]
         return statuses[0]
 
     assert call("/metrics", "203.0.113.9") == "404 Not Found"
@@ -417,6 +444,11 @@ def test_metrics_listener_applies_the_same_access_rules(tmp_path: Path) -> None:
     assert call("/metrics", "127.0.0.1") == "401 Unauthorized"
     wrong = f"Bearer {METRICS_TOKEN}x"
     assert call("/metrics", "127.0.0.1", HTTP_AUTHORIZATION=wrong) == "401 Unauthorized"
+    assert events("metrics.refused") == 2
+    for _ in range(app.extensions["authgate"].settings.ratelimit_account_free - 2):
+        assert call("/metrics", "127.0.0.1", HTTP_AUTHORIZATION=wrong) == "401 Unauthorized"
+    right = f"Bearer {METRICS_TOKEN}"
+    assert call("/metrics", "127.0.0.1", HTTP_AUTHORIZATION=right) == "429 Too Many Requests"
 
 
 def test_request_line_reads_the_user_id_without_a_query(app: Flask, user: User) -> None:

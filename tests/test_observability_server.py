@@ -14,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import PASSWORD
+from tests.server.test_lifecycle import audit_count
 from tests.support import RedisServer, Server, delete_redis_keys, free_port
 
 pytestmark = pytest.mark.server
@@ -202,6 +203,7 @@ def test_metrics_listener_serves_on_its_own_address(start_server: Callable[..., 
         except httpx.TransportError:
             time.sleep(0.1)
     assert response is not None and response.status_code == 401
+    assert audit_count(server.database_url, "metrics.refused") == 1  # by the listener
     scraped = httpx.get(f"{listener}/metrics", headers={"Authorization": f"Bearer {token}"})
     assert scraped.status_code == 200
     assert scraped.headers["Cache-Control"] == "no-store"

@@ -56,6 +56,8 @@ EVENTS = {
     "oauth.consent.withdrawn": "a person withdrew a remembered consent",
     "oauth.authorization.granted": "a person approved a client on the consent page",
     "oauth.authorization.denied": "a person denied a client on the consent page",
+    "metrics.refused": "a /metrics request (API port or metrics listener) sent no or a "
+    "wrong metrics token (throttled per address like a password)",
     "key.rotated": "a new signing key was created (and will become active)",
     "throttle.reset": "an operator cleared an account's failure streak",
 }

@@ -220,7 +220,7 @@ def network_allowed(
     return any(address in network for network in settings.metrics_allow_networks)
 
 
-def token_accepted(settings: Settings, authorization: str | None) -> bool:
+def _token_accepted(settings: Settings, authorization: str | None) -> bool:
     """True when no metrics token is configured or ``authorization`` is ``Bearer <token>``
     with the configured token (constant-time comparison)."""
     if not settings.metrics_token:
@@ -229,6 +229,26 @@ def token_accepted(settings: Settings, authorization: str | None) -> bool:
     if scheme.lower() != "bearer":
         return False
     return hmac.compare_digest(credentials.strip().encode(), settings.metrics_token.encode())
+
+
+def check_token(authorization: str | None) -> bool:
+    """:func:`_token_accepted` as the credential check it is (inside a request of an AuthGate
+    app): throttled before the comparison, like every password and client secret, per
+    client address (:mod:`authgate.throttle`; raises Throttled), and a refused token is
+    recorded as ``metrics.refused``. A scraper's own address is never locked out by
+    someone else's guesses."""
+    from authgate import audit, throttle  # audit imports this module
+
+    settings = current_app.extensions["authgate"].settings
+    if not settings.metrics_token:
+        return True
+    attempt = throttle.check("metrics:" + throttle.client_address())
+    if _token_accepted(settings, authorization):
+        throttle.record_success(attempt)
+        return True
+    throttle.record_failure(attempt)
+    audit.record("metrics.refused")
+    return False
 
 
 @bp.get("/metrics")
@@ -241,10 +261,12 @@ def token_accepted(settings: Settings, authorization: str | None) -> bool:
         },
         401: PROBLEM,
         404: PROBLEM,
+        429: PROBLEM,
     },
     tags=["operations"],
     description="Readable from AUTHGATE_METRICS_ALLOW networks only (404 elsewhere); with "
-    "AUTHGATE_METRICS_TOKEN set, also needs `Authorization: Bearer <metrics token>`.",
+    "AUTHGATE_METRICS_TOKEN set, also needs `Authorization: Bearer <metrics token>` "
+    "(wrong tokens are throttled per client address: 429).",
 )
 def metrics_view() -> Response:
     """Prometheus text format, for allowed networks (and the token holder, if configured)."""
@@ -257,7 +279,7 @@ def metrics_view() -> Response:
     if settings.metrics_listen or not allowed:
         # Served elsewhere (a separate listener) or not to this network: nothing here.
         abort(404)
-    if not token_accepted(settings, request.headers.get("Authorization")):
+    if not check_token(request.headers.get("Authorization")):
         return problem(
             401,
             "Unauthorized",

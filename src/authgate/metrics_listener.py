@@ -18,11 +18,14 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+from flask import Flask
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
 from prometheus_client.exposition import ThreadingWSGIServer
 
+from authgate.app import create_app
 from authgate.config import Settings
-from authgate.metrics import METRICS_CHALLENGE, MULTIPROC_ENV, network_allowed, token_accepted
+from authgate.errors import Throttled
+from authgate.metrics import METRICS_CHALLENGE, MULTIPROC_ENV, check_token, network_allowed
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -48,8 +51,14 @@ def stop(process: subprocess.Popen[bytes] | None) -> None:
         process.wait(timeout=10)
 
 
-def application(settings: Settings) -> Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]:
-    """The listener's WSGI app: ``GET /metrics`` under the access rules, 404 elsewhere."""
+def application(auth_app: Flask) -> Callable[[WSGIEnvironment, StartResponse], Iterable[bytes]]:
+    """The listener's WSGI app: ``GET /metrics`` under the access rules, 404 elsewhere.
+
+    The metrics token is checked inside ``auth_app``, an AuthGate app of the listener's
+    own (:func:`authgate.metrics.check_token`), so it is throttled and audited as on the
+    API port; the client address is the socket's (the listener trusts no proxy header).
+    """
+    settings = auth_app.extensions["authgate"].settings
 
     def app(environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         def header(name: str) -> str | None:
@@ -58,7 +67,13 @@ def application(settings: Settings) -> Callable[[WSGIEnvironment, StartResponse]
         allowed = network_allowed(settings, environ.get("REMOTE_ADDR"), header, False)
         if environ.get("PATH_INFO") != "/metrics" or not allowed:
             return _answer(start_response, "404 Not Found", b"not found\n")
-        if not token_accepted(settings, header("Authorization")):
+        with auth_app.request_context(environ):
+            try:
+                accepted = check_token(header("Authorization"))
+            except Throttled as exc:
+                extra = [("Retry-After", str(exc.retry_after))]
+                return _answer(start_response, "429 Too Many Requests", b"throttled\n", extra)
+        if not accepted:
             extra = [("WWW-Authenticate", METRICS_CHALLENGE)]
             return _answer(start_response, "401 Unauthorized", b"bearer token required\n", extra)
         registry = CollectorRegistry()
@@ -96,7 +111,11 @@ def main() -> None:
         address_family = family
 
     server = make_server(
-        host, port, application(settings), server_class=Server, handler_class=_QuietHandler
+        host,
+        port,
+        application(create_app(settings)),
+        server_class=Server,
+        handler_class=_QuietHandler,
     )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     parent = os.getppid()
