@@ -613,7 +613,7 @@ def running(bench: Bench, server: str, workers: int, threads: int) -> Iterator[S
 
 
 def main_table(bench: Bench) -> None:
-    """All six measurements against one server."""
+    """The six measurements (or those of ``--only``) against one server."""
     args = bench.args
     database_url = args.database_url or f"sqlite:///{bench.workdir / 'authgate.db'}"
     with running(bench, args.server, args.workers, args.threads):
@@ -631,11 +631,17 @@ def main_table(bench: Bench) -> None:
         tokens_file.write_text("\n".join(p["token"] for p in pairs) + "\n")
         refresh_file = bench.workdir / "refresh-tokens.txt"
         refresh_file.write_text("\n".join(p["refresh_token"] for p in pairs) + "\n")
-        token_vs_floor(bench, tokens_file)
-        password_logins(bench, username)
-        registrations(bench)
-        oauth_and_refresh(bench, refresh_file, refresh_count)
-        login_latency(bench, database_url)
+        only = args.only
+        if 1 in only:
+            token_vs_floor(bench, tokens_file)
+        if 2 in only:
+            password_logins(bench, username)
+        if 3 in only:
+            registrations(bench)
+        if 4 in only:
+            oauth_and_refresh(bench, refresh_file, refresh_count)
+        if 6 in only:
+            login_latency(bench, database_url)
 
 
 def compare_servers(bench: Bench) -> None:
@@ -666,6 +672,21 @@ def compare_servers(bench: Bench) -> None:
             path.unlink()
 
 
+#: The scenarios of the table (5, peak RSS per worker, is a column of each).
+SCENARIOS = frozenset({1, 2, 3, 4, 6})
+
+
+def scenarios(text: str) -> frozenset[int]:
+    """``--only``: comma-separated scenario numbers, e.g. ``1,4``."""
+    try:
+        chosen = frozenset(int(part) for part in text.split(","))
+    except ValueError:
+        chosen = frozenset()
+    if not chosen or not chosen <= SCENARIOS:
+        raise argparse.ArgumentTypeError(f"choose from {sorted(SCENARIOS)}, comma-separated")
+    return chosen
+
+
 def options() -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -680,6 +701,9 @@ def options() -> argparse.Namespace:
     parser.add_argument("--database-url", help="default: a fresh SQLite file")
     parser.add_argument("--redis-url", help="AUTHGATE_REDIS_URL for the server")
     parser.add_argument("--servers", action="store_true", help="compare WSGI servers only")
+    parser.add_argument(
+        "--only", type=scenarios, default=SCENARIOS, help="run these scenarios, e.g. 1,4"
+    )
     return parser.parse_args()
 
 
