@@ -1,12 +1,15 @@
 """In-process measurements behind bench/README.md items 6 to 8 (no server, no network).
 
-Each mode builds the app on a fresh SQLite file with the benchmark's settings and calls it
-through WSGI, so it times AuthGate's own code; the machine's noise still applies, so every
-figure is a median or a best of several alternating rounds.
+Each mode builds the app on a fresh SQLite file (or the empty database given) with the
+benchmark's settings and calls it through WSGI, so it times AuthGate's own code; the
+machine's noise still applies, so every figure is a median or a best of several
+alternating rounds.
 
     .venv/bin/python bench/inprocess.py token    # /api/resource (Bearer) vs /healthz
     .venv/bin/python bench/inprocess.py writes   # refresh rotation, client credentials
     .venv/bin/python bench/inprocess.py cold     # warm vs right after an argon2 hash
+    .venv/bin/python bench/inprocess.py token --database-url postgresql+psycopg://... \
+        --redis-url redis://...                  # on an empty PostgreSQL database + Redis
 """
 
 from __future__ import annotations
@@ -34,11 +37,9 @@ from run import AUTHGATE, CREATE_CLIENT, PASSWORD, base_env, basic  # noqa: E402
 class App:
     """An AuthGate app on a fresh database, called through WSGI, with one user."""
 
-    def __init__(self, workdir: Path) -> None:
-        # bench/run.py's server environment, on SQLite without Redis.
-        os.environ.update(
-            base_env(argparse.Namespace(database_url=None, redis_url=None), workdir, 5000)
-        )
+    def __init__(self, workdir: Path, options: argparse.Namespace) -> None:
+        # bench/run.py's server environment (a fresh SQLite file unless a database is given).
+        os.environ.update(base_env(options, workdir, 5000))
         subprocess.run([AUTHGATE, "db", "upgrade"], check=True, capture_output=True)
         from authgate import create_app
 
@@ -189,9 +190,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("mode", choices=sorted(MODES))
     parser.add_argument("--rounds", type=int, default=15, help="alternating rounds")
+    parser.add_argument("--database-url", help="an empty database (default: a SQLite file)")
+    parser.add_argument("--redis-url", help="AUTHGATE_REDIS_URL for the app")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="authgate-inprocess-") as tmp:
-        MODES[args.mode](App(Path(tmp)), args.rounds)
+        MODES[args.mode](App(Path(tmp), args), args.rounds)
 
 
 if __name__ == "__main__":
