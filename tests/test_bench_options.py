@@ -3,19 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location(
-    "bench_run", Path(__file__).resolve().parents[1] / "bench" / "run.py"
-)
-assert _SPEC is not None and _SPEC.loader is not None
-bench_run = importlib.util.module_from_spec(_SPEC)
-sys.modules["bench_run"] = bench_run  # dataclasses look their module up there
-_SPEC.loader.exec_module(bench_run)
+from tests.support import bench_module
+
+bench_run = bench_module("run")
 
 
 def test_only_takes_comma_separated_scenarios() -> None:

@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
 
-_SPEC = importlib.util.spec_from_file_location(
-    "bench_wrk_output", Path(__file__).resolve().parents[1] / "bench" / "wrk_output.py"
-)
-assert _SPEC is not None and _SPEC.loader is not None
-wrk_output = importlib.util.module_from_spec(_SPEC)
-sys.modules["bench_wrk_output"] = wrk_output  # dataclasses look their module up there
-_SPEC.loader.exec_module(wrk_output)
+from tests.support import bench_module
+
+wrk_output = bench_module("wrk_output")
 
 REPORT = """Running 10s test @ http://127.0.0.1:5000/api/resource
   2 threads and 16 connections
