@@ -33,6 +33,7 @@ from prometheus_client import (
 )
 
 from authgate import logs
+from authgate.errors import InvalidCredentials, problem
 from authgate.openapi import PROBLEM, operation
 
 if TYPE_CHECKING:
@@ -237,18 +238,21 @@ def check_token(authorization: str | None) -> bool:
     client address (:mod:`authgate.throttle`; raises Throttled), and a refused token is
     recorded as ``metrics.refused``. A scraper's own address is never locked out by
     someone else's guesses."""
-    from authgate import audit, throttle  # audit imports this module
+    # Imported here: audit imports this module, and throttle imports audit.
+    from authgate import audit, throttle
+    from authgate.app_state import settings as current_settings
 
-    settings = current_app.extensions["authgate"].settings
+    settings = current_settings()
     if not settings.metrics_token:
         return True
-    attempt = throttle.check("metrics:" + throttle.client_address())
-    if _token_accepted(settings, authorization):
-        throttle.record_success(attempt)
-        return True
-    throttle.record_failure(attempt)
-    audit.record("metrics.refused")
-    return False
+    try:
+        with throttle.guard("metrics:" + throttle.client_address()):
+            if not _token_accepted(settings, authorization):
+                raise InvalidCredentials("wrong metrics token")
+    except InvalidCredentials:
+        audit.record("metrics.refused")
+        return False
+    return True
 
 
 @bp.get("/metrics")
@@ -271,7 +275,6 @@ def check_token(authorization: str | None) -> bool:
 def metrics_view() -> Response:
     """Prometheus text format, for allowed networks (and the token holder, if configured)."""
     from authgate.app_state import settings as current_settings
-    from authgate.errors import problem
 
     settings = current_settings()
     via_proxy = "werkzeug.proxy_fix.orig" in request.environ
