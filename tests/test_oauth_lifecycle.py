@@ -88,7 +88,7 @@ def test_reused_refresh_token_revokes_the_whole_grant(
     first = full_flow(page_client, registration)
     second = refresh(page_client, registration, first["refresh_token"]).get_json()
     now = clock.timestamp()
-    monkeypatch.setattr(clock, "timestamp", lambda: now + 11)
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now + 11)
     reused = refresh(page_client, registration, first["refresh_token"])
     assert reused.status_code == 400 and reused.get_json()["error"] == "invalid_grant"
     assert refresh(page_client, registration, second["refresh_token"]).status_code == 400
@@ -180,7 +180,7 @@ def test_introspection_of_each_token_type(
     assert introspect(page_client, other, body["access_token"]) == {"active": False}
     assert introspect(page_client, other, body["refresh_token"]) == {"active": False}
     now = clock.timestamp()
-    monkeypatch.setattr(clock, "timestamp", lambda: now + 601)
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now + 601)
     assert introspect(page_client, registration, body["access_token"]) == {"active": False}
     assert introspect(page_client, registration, machine) == {"active": False}
 

@@ -51,7 +51,7 @@ def test_wrong_client_secrets_are_throttled_like_passwords(
     assert audit_count("oauth.client.auth_failed") == 5
     assert audit_count("login.throttled") == 1
     now = clock.timestamp()
-    monkeypatch.setattr(clock, "timestamp", lambda: now + wait + 1)
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now + wait + 1)
     assert machine_token(client, client_id, secret).status_code == 200
 
 

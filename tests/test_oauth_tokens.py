@@ -265,7 +265,7 @@ def test_expired_code_is_refused(
     verifier, challenge = pkce()
     code = get_code(page_client, registration.client.client_id, challenge)["code"]
     now = clock.timestamp()
-    monkeypatch.setattr(clock, "timestamp", lambda: now + 61)
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now + 61)
     response = exchange(page_client, registration, code, verifier)
     assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
 

@@ -39,7 +39,7 @@ def greets(client: FlaskClient, access_token: str) -> bool:
 
 def move_clock(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """Move authgate.clock to ``seconds`` after the real time (not cumulative)."""
-    monkeypatch.setattr(clock, "timestamp", lambda: time.time() + seconds)
+    monkeypatch.setattr(clock, "timestamp", lambda *_: time.time() + seconds)
 
 
 def audit_events(name: str) -> list[AuditEvent]:

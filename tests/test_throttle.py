@@ -38,7 +38,7 @@ def test_throttle_uses_redis_when_configured(app: Flask) -> None:
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """Freeze authgate.clock; the returned function moves it forward."""
     now = [clock.timestamp()]
-    monkeypatch.setattr(clock, "timestamp", lambda: now[0])
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now[0])
 
     def advance(seconds: float) -> None:
         now[0] += seconds

@@ -67,7 +67,7 @@ def test_a_cached_token_still_expires(
     token = login(client)
     claims = tokens.verify_access_token(token)
     assert state().verified_tokens.get(tokens._digest(token)) is not None
-    monkeypatch.setattr(clock, "timestamp", lambda: float(claims["exp"]))
+    monkeypatch.setattr(clock, "timestamp", lambda *_: float(claims["exp"]))
     with pytest.raises(InvalidToken):
         tokens.verify_access_token(token)
 
@@ -88,8 +88,8 @@ def test_a_cached_token_of_a_key_no_longer_published_is_refused(
 ) -> None:
     token = login(client)
     tokens.verify_access_token(token)
-    monkeypatch.setattr(tokens.keys, "is_published", lambda kid: False)
-    monkeypatch.setattr(tokens.keys, "verification_keys", lambda kid: KeySet([]))
+    monkeypatch.setattr(tokens.keys, "is_published", lambda kid, cache=None: False)
+    monkeypatch.setattr(tokens.keys, "verification_keys", lambda kid, cache=None: KeySet([]))
     with pytest.raises(InvalidToken):
         tokens.verify_access_token(token)
 

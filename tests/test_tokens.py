@@ -143,7 +143,7 @@ def test_expired_token_is_refused(
     """After exp the token is refused (clock moved, no sleeping)."""
     token = get_token(client)
     now = clock.timestamp()
-    monkeypatch.setattr(clock, "timestamp", lambda: now + 601)
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now + 601)
     assert_refused(client, token)
 
 

@@ -12,8 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flask import current_app, has_app_context
+
+if TYPE_CHECKING:
+    from authgate.config import Settings
 
 
 def now() -> dt.datetime:
@@ -21,22 +25,31 @@ def now() -> dt.datetime:
     return dt.datetime.fromtimestamp(timestamp(), dt.UTC)
 
 
-def timestamp() -> float:
-    """Seconds since the epoch (wall clock, or the test clock when one is configured)."""
-    frozen, value = _test_clock()
+def timestamp(settings: Settings | None = None) -> float:
+    """Seconds since the epoch (wall clock, or the test clock when one is configured).
+
+    ``settings``: the current app's settings, from a caller on the token path that has
+    them already (it saves a context lookup); else they are looked up.
+    """
+    path = _app_clock_file() if settings is None else settings.test_clock_file
+    if path is None:
+        return time.time()
+    frozen, value = _test_clock(path)
     if frozen:
         return value
     return time.time() + value
 
 
-def _test_clock() -> tuple[bool, float]:
-    """(frozen, value) from the test clock file; (False, 0.0) when there is none."""
+def _app_clock_file() -> Path | None:
+    """The current app's test clock file, if there is an app and it has one."""
     if not has_app_context():
-        return False, 0.0
+        return None
     state = current_app.extensions.get("authgate")
-    path: Path | None = getattr(getattr(state, "settings", None), "test_clock_file", None)
-    if path is None:
-        return False, 0.0
+    return getattr(getattr(state, "settings", None), "test_clock_file", None)
+
+
+def _test_clock(path: Path) -> tuple[bool, float]:
+    """(frozen, value) from the test clock file; (False, 0.0) when it cannot be read."""
     try:
         text = path.read_text().strip()
         if text.startswith("@"):

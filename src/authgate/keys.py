@@ -219,9 +219,11 @@ def signing_key() -> tuple[str, ECKey]:
     return cache.signing
 
 
-def verification_keys(kid: str | None) -> KeySet:
-    """The public keys to verify a token with ``kid``; reloads when ``kid`` is new to us."""
-    cache = _cache()
+def verification_keys(kid: str | None, cache: KeyCache | None = None) -> KeySet:
+    """The public keys to verify a token with ``kid``; reloads when ``kid`` is new to us.
+    ``cache``: the app's key cache, when the caller has it already."""
+    if cache is None:
+        cache = _cache()
     now = time.monotonic()
     stale = now - cache.loaded_at > KEYSET_TTL_SECONDS
     unknown = kid not in cache.kids and now - cache.loaded_at > UNKNOWN_KID_RELOAD_SECONDS
@@ -235,10 +237,12 @@ def verification_keys(kid: str | None) -> KeySet:
     return cache.keyset
 
 
-def is_published(kid: str | None) -> bool:
-    """True when ``kid`` is one of the keys that verify tokens right now (cached key set)."""
-    cache = _cache()
+def is_published(kid: str | None, cache: KeyCache | None = None) -> bool:
+    """True when ``kid`` is one of the keys that verify tokens right now (cached key set).
+    ``cache``: the app's key cache, when the caller has it already."""
+    if cache is None:
+        cache = _cache()
     if kid in cache.kids and time.monotonic() - cache.loaded_at <= KEYSET_TTL_SECONDS:
         return True
-    verification_keys(kid)
+    verification_keys(kid, cache)
     return kid in cache.kids

@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from flask import current_app
 from sqlalchemy import delete, select
@@ -43,6 +43,9 @@ from authgate import clock
 from authgate.errors import TokenRevoked
 from authgate.extensions import db
 from authgate.models import Revocation
+
+if TYPE_CHECKING:
+    from authgate.app_state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -220,24 +223,27 @@ def _redis_value(entry: Entry) -> bytes:
 # ---------------------------------------------------------------- checking
 
 
-def check(claims: Mapping[str, Any]) -> None:
+def check(claims: Mapping[str, Any], state: AppState | None = None) -> None:
     """Raise TokenRevoked if the access token with these (verified) claims was revoked.
 
     Consults the ``jti`` denylist, the ``sid`` family and the user's ``not_before``
     (logout everywhere, disabled or deleted user). Never queries the database per call.
+    ``state``: the app's state, when the caller has it already.
     """
-    reason = revoked_reason(claims)
+    reason = revoked_reason(claims, state)
     if reason is not None:
         raise TokenRevoked(f"token revoked ({reason})")
 
 
-def revoked_reason(claims: Mapping[str, Any]) -> str | None:
-    """Why the token with these claims is revoked (``jti``, ``family``, ``user``), or None."""
+def revoked_reason(claims: Mapping[str, Any], state: AppState | None = None) -> str | None:
+    """Why the token with these claims is revoked (``jti``, ``family``, ``user``), or None.
+    ``state``: the app's state, when the caller has it already."""
     jti = str(claims.get("jti", ""))
     sid = claims.get("sid")
     user_id = str(claims.get("sub", ""))
     iat = int(claims.get("iat", 0))
-    state = current_app.extensions["authgate"]  # looked up once: this runs on every request
+    if state is None:
+        state = current_app.extensions["authgate"]
     cache, settings = state.revocation, state.settings
     if settings.redis_url and time.monotonic() >= cache.redis_down_until:
         values = _redis_lookup(cache, jti, sid, user_id)
