@@ -6,13 +6,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask.testing import FlaskClient
 from sqlalchemy import func, select
 
 from authgate import create_app
 from authgate.extensions import db
 from authgate.models import AuditEvent, AuthorizationCode, Consent, User
+from authgate.web.login_session import SessionInterface
 from authgate.web.views import safe_next
 from tests.conftest import PASSWORD, make_settings
 from tests.oauth_support import (
@@ -121,6 +122,32 @@ def test_anonymous_authorization_goes_through_login_and_back(
     assert back.status_code == 303
     assert back.headers["Location"] == path
     assert "Photo Printer</span> wants to:" in page_client.get(path).get_data(as_text=True)
+
+
+def test_only_requests_with_the_session_cookie_build_its_signer(
+    app: Flask, page_client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A request without the session cookie (every API call) gets an empty session without
+    the signer being built; a logged-in page still finds its session through it."""
+    built: list[str] = []
+    original = SessionInterface.get_signing_serializer
+
+    def counting(self: SessionInterface, application: Flask) -> Any:
+        built.append(request.path)
+        return original(self, application)
+
+    monkeypatch.setattr(SessionInterface, "get_signing_serializer", counting)
+    with app.test_client() as api:
+        assert api.get("/healthz").status_code == 200
+        assert api.get("/healthz", headers={"Cookie": "unrelated=1"}).status_code == 200
+    assert built == []
+    registration = register()
+    login(page_client)
+    built.clear()
+    _, challenge = pkce()
+    path = authorize_path(registration.client.client_id, challenge)
+    assert "Photo Printer</span> wants to:" in page_client.get(path).get_data(as_text=True)
+    assert "/oauth/authorize" in built
 
 
 def test_consent_page_names_the_client_and_each_scope(page_client: FlaskClient, user: User) -> None:
@@ -321,7 +348,7 @@ def test_login_session_expires(
     registration = register()
     login(page_client)
     now = clock.timestamp()
-    monkeypatch.setattr(clock, "timestamp", lambda: now + 12 * 3600 + 1)
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now + 12 * 3600 + 1)
     _, challenge = pkce()
     response = page_client.get(authorize_path(registration.client.client_id, challenge))
     assert response.status_code == 303 and response.headers["Location"].startswith("/login")
@@ -382,7 +409,7 @@ def test_logout_everywhere_also_ends_the_page_session(
     registration = register()
     login(page_client)
     now = clock.timestamp()
-    monkeypatch.setattr(clock, "timestamp", lambda: now + 5)
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now + 5)
     assert (
         page_client.delete("/api/users/me/tokens", headers=basic("miguel", PASSWORD)).status_code
         == 204

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flask import Flask
+from flask import Flask, Response
 
 from authgate.config import ConfigError, Settings
+from authgate.http_hygiene import HSTS
 
 
 def test_html_gets_strict_csp_and_no_framing(app: Flask) -> None:
@@ -19,6 +20,34 @@ def test_html_gets_strict_csp_and_no_framing(app: Flask) -> None:
     assert "frame-ancestors 'none'" in csp
     assert "object-src 'none'" in csp
     assert response.headers["X-Frame-Options"] == "DENY"
+
+
+def test_a_view_keeps_its_own_headers_unless_the_request_carried_credentials(
+    app: Flask,
+) -> None:
+    """Headers a view set are kept, each default is added once, and a credentialed request
+    always gets ``Cache-Control: no-store`` with ``Pragma: no-cache``."""
+
+    def cached() -> Response:
+        response = Response('{"a": 1}', mimetype="application/json")
+        response.headers["Cache-Control"] = "public, max-age=60"
+        response.headers["Content-Security-Policy"] = "default-src 'self'"
+        return response
+
+    app.add_url_rule("/cached", "cached", cached)
+    client = app.test_client()
+    plain = client.get("/cached").headers
+    assert plain.getlist("Cache-Control") == ["public, max-age=60"]
+    assert "Pragma" not in plain
+    assert plain.getlist("Content-Security-Policy") == ["default-src 'self'"]
+    assert plain.getlist("X-Content-Type-Options") == ["nosniff"]
+    assert plain.getlist("Referrer-Policy") == ["no-referrer"]
+    assert "X-Frame-Options" not in plain and "Strict-Transport-Security" not in plain
+    credentialed = client.get("/cached", headers={"Authorization": "Bearer x"}).headers
+    assert credentialed.getlist("Cache-Control") == ["no-store"]
+    assert credentialed.getlist("Pragma") == ["no-cache"]
+    secure = client.get("/cached", base_url="https://localhost").headers
+    assert secure.getlist("Strict-Transport-Security") == [HSTS]
 
 
 def test_unexpected_error_is_json_without_traceback(app: Flask) -> None:

@@ -106,6 +106,7 @@ class DatabaseId(IntegerConverter):
 
 def _register_blueprints(app: Flask) -> None:
     from authgate import api, health, oauth, openapi, web, wellknown
+    from authgate.web import login_session
 
     app.url_map.converters["int"] = DatabaseId
     app.register_blueprint(api.bp)
@@ -113,6 +114,7 @@ def _register_blueprints(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(wellknown.bp)
     app.register_blueprint(web.bp)
+    app.session_interface = login_session.SessionInterface()
     oauth.init_app(app)
 
 

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, request
 from prometheus_client import (
@@ -124,6 +124,10 @@ class Metrics:
             buckets=HASH_BUCKETS,
             registry=r,
         )
+        # The request counter and latency histogram of each (method, route, status):
+        # ``labels()`` checks its arguments under a lock on every call, and this runs on
+        # every request. Routes are URL rules (or UNMATCHED), so the keys are bounded.
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     def count_event(self, event: str) -> None:
         """Count one audit event, and its dedicated counter if it has one."""
@@ -137,8 +141,16 @@ class Metrics:
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one finished request and its latency."""
         method = method if method in METHODS else "OTHER"
-        self.requests.labels(method=method, route=route, status=str(status)).inc()
-        self.latency.labels(method=method, route=route).observe(seconds)
+        series = self._request_series.get((method, route, status))
+        if series is None:
+            series = (
+                self.requests.labels(method=method, route=route, status=str(status)),
+                self.latency.labels(method=method, route=route),
+            )
+            self._request_series[(method, route, status)] = series
+        count, latency = series
+        count.inc()
+        latency.observe(seconds)
 
     def exposition(self) -> bytes:
         """The text format of every metric: summed over workers in multiprocess mode."""

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import session
+from flask import Flask, Request, session
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from authgate import clock
 from authgate.app_state import settings
@@ -19,6 +20,21 @@ USER_KEY = "uid"
 AUTH_TIME_KEY = "auth_time"
 #: Set by a login, consumed by the next authorization request (OIDC ``prompt=login``).
 FRESH_KEY = "fresh_login"
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions, except that a request without the session cookie
+    (every API request) gets its empty session without building the cookie signer first,
+    which Flask does on every request (bench/README.md, 7.)."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        """The session of ``request``: empty when it sent no session cookie."""
+        if app.secret_key and (
+            "HTTP_COOKIE" not in request.environ
+            or not request.cookies.get(self.get_cookie_name(app))
+        ):
+            return self.session_class()
+        return super().open_session(app, request)
 
 
 @dataclass(frozen=True)
