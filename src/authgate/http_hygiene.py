@@ -103,7 +103,7 @@ def security_headers(response: Response, hsts: bool) -> Response:
     no-store`` (with ``Pragma: no-cache``) to every response to a credentialed request.
 
     It reads the header list once instead of searching it once per header
-    (``setdefault``), which cost more than half of its time (bench/README.md, 7.).
+    (``setdefault``), which cost more than half of its time (bench/README.md, item 9).
     """
     headers = response.headers
     present = {name.lower() for name, _ in headers}

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Flask, Response, abort, current_app, request
 from prometheus_client import (
@@ -127,7 +127,7 @@ class Metrics:
         # The request counter and latency histogram of each (method, route, status):
         # ``labels()`` checks its arguments under a lock on every call, and this runs on
         # every request. Routes are URL rules (or UNMATCHED), so the keys are bounded.
-        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._request_series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def count_event(self, event: str) -> None:
         """Count one audit event, and its dedicated counter if it has one."""

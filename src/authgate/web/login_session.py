@@ -25,7 +25,7 @@ FRESH_KEY = "fresh_login"
 class SessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, except that a request without the session cookie
     (every API request) gets its empty session without building the cookie signer first,
-    which Flask does on every request (bench/README.md, 7.)."""
+    which Flask does on every request (bench/README.md, item 9)."""
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         """The session of ``request``: empty when it sent no session cookie."""
