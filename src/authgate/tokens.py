@@ -122,11 +122,9 @@ def _verified_tokens() -> VerifiedTokens:
     return current_app.extensions["authgate"].verified_tokens
 
 
-def _cached(token: str, cache: VerifiedTokens | None = None) -> Verified | None:
-    """The cache entry of ``token``: only what was verified is remembered. ``cache``:
-    the app's, when the caller has it already."""
-    if cache is None:
-        cache = _verified_tokens()
+def _cached(token: str) -> Verified | None:
+    """The cache entry of ``token``: only what was verified is remembered."""
+    cache = _verified_tokens()
     return cache.get(_digest(token)) if cache.maxsize else None
 
 
@@ -256,7 +254,8 @@ def _verified_claims(state: AppState, token: str, first_party: bool) -> dict[str
     """The claims of a token whose signature and claims are valid now (cached or checked);
     with ``first_party``, a token whose header says ``at+jwt`` is refused unchecked."""
     now = int(clock.timestamp(state.settings))
-    cached = _cached(token, state.verified_tokens)
+    digest = _digest(token)  # once, for the lookup and, on a miss, the put
+    cached = state.verified_tokens.get(digest)
     if cached is not None and keys.is_published(cached.kid, state.keys):
         if not _times_valid(cached.claims, now):
             raise InvalidToken("invalid or expired token")
@@ -273,7 +272,5 @@ def _verified_claims(state: AppState, token: str, first_party: bool) -> dict[str
     claims = decoded.claims
     if not isinstance(claims.get("iat", 0), int):
         raise InvalidToken("invalid token claims")
-    if state.verified_tokens.maxsize:
-        verified = Verified(dict(header), dict(claims), header.get("kid"))
-        state.verified_tokens.put(_digest(token), verified)
+    state.verified_tokens.put(digest, Verified(dict(header), dict(claims), header.get("kid")))
     return claims
