@@ -14,6 +14,7 @@ from flask_httpauth import MultiAuth
 from authgate import auth
 from authgate.auth import basic_auth, multi_auth, token_auth
 from authgate.models import User
+from tests.conftest import PASSWORD
 from tests.test_tokens import basic, get_token
 
 
@@ -53,7 +54,7 @@ def _headers(token: str) -> dict[str, str | None]:
         "too long": f"Bearer {token}{'A' * 5000}",
         "scheme only": "Bearer",
         "scheme and blank": "Bearer ",
-        "Basic password": basic("miguel", "correct horse battery staple")["Authorization"],
+        "Basic password": basic("miguel", PASSWORD)["Authorization"],
         "Basic token": basic(token, "unused")["Authorization"],
         "Basic wrong": basic("miguel", "wrong")["Authorization"],
     }

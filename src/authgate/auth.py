@@ -140,11 +140,9 @@ def _bearer_token(header: str) -> str | None:
     return token
 
 
-def _scheme(header: str | None = None) -> str | None:
-    """The scheme the ``Authorization`` header (this request's unless given) names, as
-    Flask-HTTPAuth's ``is_compatible_auth`` reads it (None without credentials after it)."""
-    if header is None:
-        header = request.headers.get("Authorization", "")
+def _scheme(header: str) -> str | None:
+    """The scheme an ``Authorization`` header names, as Flask-HTTPAuth's
+    ``is_compatible_auth`` reads it (None without credentials after it)."""
     parts = header.split(None, 1)
     return parts[0] if len(parts) == 2 else None
 
@@ -238,7 +236,8 @@ def unauthorized() -> Response:
     """The 401 that Flask-HTTPAuth's error handlers below give this request, for a view
     that authenticates with ``optional=True`` and then finds no one: the Basic challenge,
     and the Bearer one if the request sent a Bearer token (the scheme MultiAuth chose)."""
-    return _unauthorized(bearer_sent=_scheme() == token_auth.scheme)
+    header = request.headers.get("Authorization", "")
+    return _unauthorized(bearer_sent=_scheme(header) == token_auth.scheme)
 
 
 def _basic_error(status: int) -> Response:
