@@ -13,9 +13,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
 from joserfc.jwk import ECKey
+from sqlalchemy import event
 
 from authgate import clock, keys, tokens
 from authgate.auth import token_auth
+from authgate.extensions import db
 from authgate.models import SigningKey, User
 from tests.conftest import PASSWORD
 
@@ -75,6 +77,30 @@ def test_password_grants_access(client: FlaskClient, user: User) -> None:
     """Basic username:password works on the resource."""
     response = client.get("/api/resource", headers=basic("miguel", PASSWORD))
     assert response.get_json() == {"data": "Hello, miguel!"}
+
+
+def test_password_request_is_one_transaction(page_client: FlaskClient, user: User) -> None:
+    """A Basic request reads its user once and commits its audit event with nothing reloaded
+    afterwards (each statement is a round trip on PostgreSQL, paid with cold caches after
+    the hash)."""
+    statements: list[str] = []
+
+    def executed(*args: object) -> None:
+        statements.append(str(args[2]).split()[0].upper())
+
+    def committed(_connection: object) -> None:
+        statements.append("COMMIT")
+
+    listeners = (("before_cursor_execute", executed), ("commit", committed))
+    for name, listener in listeners:
+        event.listen(db.engine, name, listener)
+    try:
+        response = page_client.get("/api/resource", headers=basic("miguel", PASSWORD))
+    finally:
+        for name, listener in listeners:
+            event.remove(db.engine, name, listener)
+    assert response.get_json() == {"data": "Hello, miguel!"}
+    assert statements == ["SELECT", "INSERT", "COMMIT"]
 
 
 @pytest.mark.parametrize("way", ["bearer", "basic-username"])
