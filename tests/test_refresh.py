@@ -222,3 +222,20 @@ def test_oauth_family_refreshes_only_for_its_client(client: FlaskClient, user: U
         sessions.rotate(pair.refresh_token)
     rotated = sessions.rotate(pair.refresh_token, client_id="app-1")
     assert rotated.family_id == pair.family_id
+
+
+def test_rotation_updates_the_loaded_rows(user: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The rotation writes with Core statements, and the session keeps objects after a
+    commit: the spent token and its family, loaded before, still read the new values."""
+    pair = sessions.start(user)
+    row = db.session.scalar(
+        select(RefreshToken).where(RefreshToken.digest == sessions.digest(pair.refresh_token))
+    )
+    assert row is not None and row.spent_at is None
+    family = row.family
+    used_before = family.last_used_at
+    move_clock(monkeypatch, 60)
+    sessions.rotate(pair.refresh_token, ip="203.0.113.9")
+    assert row.spent_at is not None
+    assert family.last_used_at > used_before
+    assert family.ip == "203.0.113.9"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from logging import INFO
 from typing import Any
 
 from flask import g, has_request_context, request
@@ -103,10 +102,12 @@ def record(
     row_id = db.session.execute(_INSERT, values).inserted_primary_key[0]
     # The line is built only when it will be written: after a login's argon2 hash this
     # runs with cold CPU caches (bench/README.md, items 8 and 11).
-    entry = {"audit": AuditEvent(id=row_id, **values).to_dict()} if log.isEnabledFor(INFO) else None
-    line = json.dumps(entry, ensure_ascii=True, sort_keys=True) if entry else ""
+    entry: dict[str, Any] | None = None
+    if log.isEnabledFor(logging.INFO):
+        entry = {"audit": AuditEvent(id=row_id, **values).to_dict()}
+        line = json.dumps(entry, ensure_ascii=True, sort_keys=True)
     db.session.commit()
-    if entry:
+    if entry is not None:
         log.info(line, extra={"fields": entry})
     metrics.current().count_event(event)
 

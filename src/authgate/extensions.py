@@ -25,8 +25,9 @@ class Base(DeclarativeBase):
 # A session lives for one request (one app context). Its objects keep their values after a
 # commit instead of being reloaded on next access: a password login commits its audit event
 # and then serves the user it loaded (on PostgreSQL the reload cost four more round trips:
-# ping, BEGIN, SELECT, ROLLBACK). Code that must see another transaction's later write
-# refreshes the object explicitly, as sessions.rotate's concurrent path does.
+# ping, BEGIN, SELECT, ROLLBACK). So a Core UPDATE of a loaded row expires that object
+# itself (sessions._spend, issuance.start_code_grant), and code that must see another
+# transaction's later write refreshes the object, as sessions.rotate's concurrent path does.
 db = SQLAlchemy(model_class=Base, session_options={"expire_on_commit": False})
 
 #: CSRF tokens for the HTML forms; checked by the ``web`` blueprint, not on the JSON API.

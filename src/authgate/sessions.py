@@ -259,6 +259,7 @@ def _within_grace(spent: dt.datetime, now: dt.datetime, child: str) -> bool:
 def _spend(row: RefreshToken, now: dt.datetime) -> bool:
     """Mark ``row`` spent unless another request already did; True if this one won."""
     result = db.session.execute(_SPEND, {"row": row.id, "spent_at": now})
+    db.session.expire(row, ["spent_at"])  # a Core statement: the loaded row did not see it
     return result.rowcount == 1  # type: ignore[attr-defined]
 
 
@@ -272,8 +273,8 @@ def _store_child(
     user_agent: str | None,
 ) -> None:
     """Insert the spent token's successor and note the family's use, as prepared Core
-    statements like :func:`_spend` (they run under SQLite's writer lock; the loaded
-    ``family`` is expired by the commit that follows)."""
+    statements like :func:`_spend` (they run under SQLite's writer lock); the loaded
+    ``family``'s touched columns are expired, so a later read sees the update."""
     db.session.execute(
         _INSERT_TOKEN,
         {
@@ -290,6 +291,7 @@ def _store_child(
     if user_agent:
         used["user_agent"] = user_agent[:512]
     db.session.execute(_TOUCH_FAMILY, used)
+    db.session.expire(family, ["last_used_at", "ip", "user_agent"])
 
 
 def _rotated(

@@ -166,6 +166,7 @@ def start_code_grant(code: AuthorizationCode, user: User) -> sessions.TokenPair 
         .values(used_at=clock.now(), family_id=pair.family_id)
         .execution_options(synchronize_session=False)
     )
+    db.session.expire(code, ["used_at", "family_id"])  # the loaded code did not see the UPDATE
     db.session.commit()
     if claimed.rowcount == 1:  # type: ignore[attr-defined]
         return pair
