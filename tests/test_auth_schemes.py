@@ -99,13 +99,13 @@ def test_bearer_requests_reach_the_token_callback_once(
     failure, so a forged token costs no more than one signature check)."""
     token = get_token(client)
     checked: list[str] = []
-    original = auth.identity_from_token
+    original = auth.token_identity
 
-    def counting(value: str) -> auth.TokenIdentity | None:
+    def counting(value: str) -> auth.TokenIdentity:
         checked.append(value)
         return original(value)
 
-    monkeypatch.setattr(auth, "identity_from_token", counting)
+    monkeypatch.setattr(auth, "token_identity", counting)
     for value in (token, "a.b.c"):
         client.get(routes["ours-required"], headers={"Authorization": f"Bearer {value}"})
     assert checked == [token, "a.b.c"]

@@ -41,6 +41,9 @@ EVENTS = {
     "refresh.rotated": "a refresh token was exchanged for new tokens",
     "refresh.failed": "a refresh token was refused (unknown, expired, spent, revoked)",
     "refresh.reuse_detected": "a spent refresh token was presented again; its family revoked",
+    "token.rejected": "an access token was refused (401): detail.reason malformed | invalid | "
+    "expired | revoked | wrong_kind, and detail.jti, user and client when its signature was "
+    "good",
     "token.revoked": "a token was revoked; detail.jti or the family",
     "tokens.revoked_all": "logout everywhere: every token of a user revoked",
     "session.ended": "one login (token family) was ended by its user",

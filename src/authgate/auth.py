@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 from flask import Response, g, request
 from flask_httpauth import HTTPBasicAuth, HTTPTokenAuth, MultiAuth
 
-from authgate import accounts, tokens
+from authgate import accounts, audit, tokens
 from authgate.errors import InvalidCredentials, InvalidToken, problem
 from authgate.extensions import db
 from authgate.models import User
@@ -156,26 +156,31 @@ access_token_auth = _MultiAuth(basic_token_auth, token_auth)
 
 
 def identity_from_token(token: str) -> TokenIdentity | None:
-    """Who a valid, unrevoked access token names, or None.
+    """Who a valid, unrevoked access token names, or None (see :func:`token_identity`)."""
+    try:
+        return token_identity(token)
+    except InvalidToken:
+        return None
+
+
+def token_identity(token: str) -> TokenIdentity:
+    """Who a valid, unrevoked first-party access token names; raises InvalidToken.
 
     Revocation (including deleted and disabled users) is applied by
     :func:`authgate.tokens.verify_access_token`; the database is read only for tokens
     that predate the ``preferred_username`` claim.
     """
-    try:
-        # An OAuth client's token carries only the scopes a person granted it; it is
-        # checked by authgate.oauth.protection, never accepted as a first-party login.
-        claims = tokens.verify_access_token(token, first_party=True)
-    except InvalidToken:
-        return None
+    # An OAuth client's token carries only the scopes a person granted it; it is
+    # checked by authgate.oauth.protection, never accepted as a first-party login.
+    claims = tokens.verify_access_token(token, first_party=True)
     subject = str(claims["sub"])
     if not subject.isdigit():
-        return None
+        raise InvalidToken("no user subject", claims=claims)
     username = claims.get("preferred_username")
     if not isinstance(username, str):
         user = db.session.get(User, int(subject))
         if user is None or user.is_disabled:
-            return None
+            raise InvalidToken("no such user", reason="revoked", claims=claims)
         username = user.username
     return TokenIdentity(id=int(subject), username=username, claims=claims)
 
@@ -184,6 +189,31 @@ def user_from_token(token: str) -> User | None:
     """The live user row an access token names, or None if the token or user is invalid."""
     identity = identity_from_token(token)
     return db.session.get(User, identity.id) if identity is not None else None
+
+
+def record_rejection(error: InvalidToken) -> None:
+    """Audit an access token this request was refused for (``token.rejected``): the reason,
+    and the user, client and ``jti`` when the token's signature was good; never the token."""
+    claims = error.claims or {}
+    subject, client_id, jti = claims.get("sub"), claims.get("client_id"), claims.get("jti")
+    detail = {"jti": jti} if isinstance(jti, str) else {}
+    audit.record(
+        "token.rejected",
+        user_id=int(subject) if isinstance(subject, str) and subject.isdigit() else None,
+        client_id=client_id if isinstance(client_id, str) else None,
+        reason=error.reason,
+        **detail,
+    )
+
+
+def _checked_identity(token: str) -> TokenIdentity | None:
+    """:func:`token_identity`, or None with the refusal kept for the 401 to audit
+    (:func:`_unauthorized`): a view may still accept the token by another door."""
+    try:
+        return token_identity(token)
+    except InvalidToken as error:
+        g.rejected_token = error
+        return None
 
 
 def _password_login(username: str, password: str) -> User | None:
@@ -211,15 +241,18 @@ def _verify_basic(username: str, password: str) -> User | TokenIdentity | None:
 
 @basic_token_auth.verify_password
 def _verify_basic_token(username: str, password: str) -> TokenIdentity | None:
-    return identity_from_token(username) if tokens.looks_like_jwt(username) else None
+    return _checked_identity(username) if username else None
 
 
 @token_auth.verify_token
 def _verify_bearer(token: str) -> TokenIdentity | None:
-    return identity_from_token(token) if token else None
+    return _checked_identity(token) if token else None
 
 
 def _unauthorized(bearer_sent: bool) -> Response:
+    rejected = g.pop("rejected_token", None)
+    if rejected is not None:
+        record_rejection(rejected)
     response = problem(
         401,
         "Unauthorized",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy.exc
@@ -82,11 +83,30 @@ class InvalidCredentials(AuthGateError):
 
 
 class InvalidToken(AuthGateError):
-    """Raised when an access token is malformed, forged, expired or not for us."""
+    """Raised when an access token is malformed, forged, expired or not for us.
+
+    ``reason`` says which, for the audit log (``token.rejected``): ``malformed``,
+    ``invalid``, ``expired``, ``revoked`` or ``wrong_kind`` (an OAuth client's token at a
+    first-party door, or the reverse). ``claims`` are the token's claims when its
+    signature was verified, else None.
+    """
 
     status = 401
     slug = "invalid-token"
     title = "Unauthorized"
+    reason = "invalid"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        reason: str | None = None,
+        claims: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        if reason is not None:
+            self.reason = reason
+        self.claims = claims
 
 
 class Throttled(AuthGateError):
@@ -150,6 +170,7 @@ class TokenRevoked(InvalidToken):
     or because its user logged out everywhere, was disabled or deleted."""
 
     slug = "token-revoked"
+    reason = "revoked"
 
 
 class InvalidRefreshToken(AuthGateError):

@@ -232,7 +232,7 @@ def check(claims: Mapping[str, Any], state: AppState | None = None) -> None:
     """
     reason = revoked_reason(claims, state)
     if reason is not None:
-        raise TokenRevoked(f"token revoked ({reason})")
+        raise TokenRevoked(f"token revoked ({reason})", claims=claims)
 
 
 def revoked_reason(claims: Mapping[str, Any], state: AppState | None = None) -> str | None:

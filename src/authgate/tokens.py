@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from cachetools import LRUCache
 from flask import current_app
 from joserfc import jws, jwt
-from joserfc.errors import JoseError
+from joserfc.errors import ExpiredTokenError, JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
 from authgate import clock, keys, revocation
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 MAX_TOKEN_LENGTH = 4096
 #: ``typ`` of access tokens issued to OAuth clients (RFC 9068 2.1).
 DELEGATED_TYPE = "at+jwt"
+#: :attr:`InvalidToken.reason` of a token refused for its kind (first-party vs OAuth).
+WRONG_KIND = "wrong_kind"
 
 
 @dataclass(frozen=True)
@@ -223,11 +225,11 @@ def verify_access_token(
     signature check; its time claims and its key's publication are checked again.
     """
     if not isinstance(token, str) or not looks_like_jwt(token):
-        raise InvalidToken("malformed token")
+        raise InvalidToken("malformed token", reason="malformed")
     state: AppState = current_app.extensions["authgate"]  # once: runs on every request
     claims = _verified_claims(state, token, first_party)
     if first_party and is_delegated(claims):
-        raise InvalidToken("an OAuth client's token")
+        raise InvalidToken("an OAuth client's token", reason=WRONG_KIND, claims=claims)
     if check_revocation:
         revocation.check(claims, state)
     return claims
@@ -258,18 +260,24 @@ def _verified_claims(state: AppState, token: str, first_party: bool) -> dict[str
     cached = state.verified_tokens.get(digest)
     if cached is not None and keys.is_published(cached.kid, state.keys):
         if not _times_valid(cached.claims, now):
-            raise InvalidToken("invalid or expired token")
+            reason = "expired" if cached.claims["exp"] <= now else "invalid"
+            raise InvalidToken("invalid or expired token", reason=reason, claims=cached.claims)
         return dict(cached.claims)
     try:
         header = jws.extract_compact(token.encode()).headers()
         if first_party and header.get("typ") == DELEGATED_TYPE:
-            raise InvalidToken("an OAuth client's token")
+            raise InvalidToken("an OAuth client's token", reason=WRONG_KIND)
         keyset = keys.verification_keys(header.get("kid"), state.keys)
         decoded = jwt.decode(token, keyset, algorithms=[keys.ALGORITHM])
-        _claims_registry(state.settings, now).validate(decoded.claims)
     except (JoseError, ValueError, TypeError, KeyError, binascii.Error) as exc:
         raise InvalidToken("invalid or expired token") from exc
-    claims = decoded.claims
+    claims = decoded.claims  # signed by one of our keys from here on
+    try:
+        _claims_registry(state.settings, now).validate(claims)
+    except ExpiredTokenError as exc:
+        raise InvalidToken("invalid or expired token", reason="expired", claims=claims) from exc
+    except (JoseError, ValueError, TypeError, KeyError) as exc:
+        raise InvalidToken("invalid or expired token") from exc
     if not isinstance(claims.get("iat", 0), int):
         raise InvalidToken("invalid token claims")
     state.verified_tokens.put(digest, Verified(dict(header), dict(claims), header.get("kid")))

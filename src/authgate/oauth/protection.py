@@ -16,7 +16,7 @@ from authlib.oauth2.rfc6750 import BearerTokenValidator, InsufficientScopeError
 from flask import g, request
 
 from authgate import clients, tokens
-from authgate.auth import REALM
+from authgate.auth import REALM, record_rejection
 from authgate.errors import InsufficientScope, InvalidBearerToken, InvalidToken
 from authgate.extensions import db
 from authgate.models import OAuthClient, User
@@ -83,12 +83,14 @@ class AccessToken(TokenMixin):
 
 
 def load_access_token(token: str) -> AccessToken | None:
-    """A verified OAuth access token, or None (forged, expired, not ours, first-party)."""
+    """A verified OAuth access token, or None (forged, expired, not ours, first-party);
+    a refused token is audited (``token.rejected``) here, for every OAuth door."""
     try:
         claims = tokens.verify_access_token(token)
-    except InvalidToken:
-        return None
-    if not tokens.is_delegated(claims):
+        if not tokens.is_delegated(claims):
+            raise InvalidToken("a first-party token", reason=tokens.WRONG_KIND, claims=claims)
+    except InvalidToken as error:
+        record_rejection(error)
         return None
     g.token_claims = claims  # for the request line's user id (authgate.logs)
     return AccessToken(claims)
