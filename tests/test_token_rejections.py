@@ -79,14 +79,16 @@ def test_an_expired_token_names_its_user_and_jti(
 
 
 def test_a_revoked_token_is_recorded_at_every_door(page_client: FlaskClient, user: User) -> None:
-    """After ``DELETE /api/token``, the token as Bearer and as the Basic username: two
-    ``revoked`` events naming it."""
+    """After ``DELETE /api/token``, the token as Bearer, as the Basic username of the
+    token-only door and as the Basic username where a password may stand (the original
+    ``curl -u <token>:unused``): three ``revoked`` events naming it."""
     token, jti = last_jti(page_client)
     assert page_client.delete("/api/token", headers=bearer(token)).status_code == 204
     assert page_client.get("/api/resource", headers=bearer(token)).status_code == 401
     assert page_client.delete("/api/token", headers=basic(token, "unused")).status_code == 401
+    assert page_client.get("/api/users/me", headers=basic(token, "unused")).status_code == 401
     rows = rejections()
-    assert [row["detail"] for row in rows] == [{"reason": "revoked", "jti": jti}] * 2
+    assert [row["detail"] for row in rows] == [{"reason": "revoked", "jti": jti}] * 3
     assert {row["user_id"] for row in rows} == {user.id}
 
 

@@ -155,14 +155,6 @@ basic_token_auth = _BasicAuth(realm=REALM)
 access_token_auth = _MultiAuth(basic_token_auth, token_auth)
 
 
-def identity_from_token(token: str) -> TokenIdentity | None:
-    """Who a valid, unrevoked access token names, or None (see :func:`token_identity`)."""
-    try:
-        return token_identity(token)
-    except InvalidToken:
-        return None
-
-
 def token_identity(token: str) -> TokenIdentity:
     """Who a valid, unrevoked first-party access token names; raises InvalidToken.
 
@@ -185,12 +177,6 @@ def token_identity(token: str) -> TokenIdentity:
     return TokenIdentity(id=int(subject), username=username, claims=claims)
 
 
-def user_from_token(token: str) -> User | None:
-    """The live user row an access token names, or None if the token or user is invalid."""
-    identity = identity_from_token(token)
-    return db.session.get(User, identity.id) if identity is not None else None
-
-
 def record_rejection(error: InvalidToken) -> None:
     """Audit an access token this request was refused for (``token.rejected``): the reason,
     and the user, client and ``jti`` when the token's signature was good; never the token."""
@@ -206,13 +192,16 @@ def record_rejection(error: InvalidToken) -> None:
     )
 
 
-def _checked_identity(token: str) -> TokenIdentity | None:
+def _checked_identity(token: str, signed_only: bool = False) -> TokenIdentity | None:
     """:func:`token_identity`, or None with the refusal kept for the 401 to audit
-    (:func:`_unauthorized`): a view may still accept the token by another door."""
+    (:func:`_unauthorized`): a view may still accept the token by another door. With
+    ``signed_only`` only the refusal of a token whose signature was good is kept: a Basic
+    username that merely looks like a token is a username."""
     try:
         return token_identity(token)
     except InvalidToken as error:
-        g.rejected_token = error
+        if not signed_only or error.claims is not None:
+            g.rejected_token = error
         return None
 
 
@@ -233,7 +222,7 @@ def _verify_password_only(username: str, password: str) -> User | None:
 @basic_auth.verify_password
 def _verify_basic(username: str, password: str) -> User | TokenIdentity | None:
     if tokens.looks_like_jwt(username):
-        identity = identity_from_token(username)
+        identity = _checked_identity(username, signed_only=True)
         if identity is not None:
             return identity
     return _password_login(username, password)
