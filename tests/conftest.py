@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,10 +13,12 @@ from flask.testing import FlaskClient
 
 from authgate import create_app, database
 from authgate.config import Settings
+from authgate.extensions import db
 from authgate.models import User
 from tests.support import (
     REDIS_URL,
     TEST_SECRET,
+    MigratedSchema,
     RedisServer,
     Server,
     TestClock,
@@ -68,15 +71,33 @@ def settings_overrides() -> dict[str, Any]:
     return {}
 
 
+@pytest.fixture(scope="session")
+def migrated_schema(tmp_path_factory: pytest.TempPathFactory) -> MigratedSchema:
+    """What ``authgate db upgrade`` makes of an empty database, made once per run."""
+    tmp = tmp_path_factory.mktemp("migrated")
+
+    def upgrade(url: str) -> None:
+        application = create_app(make_settings(url, tmp))
+        with application.app_context():
+            database.upgrade()
+            db.session.remove()
+            db.engine.dispose()
+
+    return MigratedSchema(upgrade, tmp)
+
+
 @pytest.fixture
-def app(database_url: str, tmp_path: Path, settings_overrides: dict[str, Any]) -> Iterator[Flask]:
+def app(
+    database_url: str,
+    tmp_path: Path,
+    settings_overrides: dict[str, Any],
+    migrated_schema: MigratedSchema,
+) -> Iterator[Flask]:
     """A migrated AuthGate app, its context pushed."""
+    migrated_schema.lay_into(database_url)
     application = create_app(make_settings(database_url, tmp_path, **settings_overrides))
     with application.app_context():
-        database.upgrade()
         yield application
-        from authgate.extensions import db
-
         db.session.remove()
         db.engine.dispose()
 
@@ -98,8 +119,6 @@ class IsolatedClient(FlaskClient):
         """Run the request on a worker thread (no app context there), then forget stale rows."""
         from concurrent.futures import ThreadPoolExecutor
 
-        from authgate.extensions import db
-
         with ThreadPoolExecutor(max_workers=1) as pool:
             response = pool.submit(super().open, *args, **kwargs).result()
         db.session.rollback()  # end the test's read transaction: see what the request wrote
@@ -120,13 +139,9 @@ def user(app: Flask) -> User:
     return accounts.register("miguel", PASSWORD)
 
 
-@pytest.fixture
-def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
-    """Factory for real server processes, stopped at teardown.
-
-    ``start_server(env={...}, database_url=None, workers=2)``; servers started with the
-    same ``database_url`` share one database.
-    """
+@contextlib.contextmanager
+def _server_starter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+    """A factory for real server processes; all of them stopped when the context ends."""
     servers: list[Server] = []
     contexts: list[Any] = []
 
@@ -147,11 +162,33 @@ def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[
         servers.append(server)
         return server.start()
 
-    yield start
-    for server in servers:
-        server.stop()
-    for ctx in reversed(contexts):
-        ctx.__exit__(None, None, None)
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+        for ctx in reversed(contexts):
+            ctx.__exit__(None, None, None)
+
+
+@pytest.fixture
+def start_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Server]]:
+    """Factory for real server processes, stopped at teardown.
+
+    ``start_server(env={...}, database_url=None, workers=2)``; servers started with the
+    same ``database_url`` share one database.
+    """
+    with _server_starter(tmp_path_factory) as start:
+        yield start
+
+
+@pytest.fixture(scope="module")
+def start_module_server(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., Server]]:
+    """``start_server`` for servers that a module's tests share (stopped after the module)."""
+    with _server_starter(tmp_path_factory) as start:
+        yield start
 
 
 @pytest.fixture

@@ -7,19 +7,23 @@ import hashlib
 import importlib.util
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 from urllib.parse import quote
 
 import httpx
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, event, make_url, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 TEST_SECRET = "test-secret-" + "x7Qp2vLm9Rz4Kc8Wn3Jd6Ht1Yb5Gf0Sa"
 DATABASE_URL = os.environ.get("AUTHGATE_TEST_DATABASE_URL")
@@ -63,6 +67,54 @@ def _fresh_database(tmp: Path) -> Iterator[str]:
         with engine.connect() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         engine.dispose()
+
+
+class MigratedSchema:
+    """The schema ``authgate db upgrade`` makes, made once and laid into each test's database.
+
+    Alembic takes 70 ms (SQLite) to 180 ms (PostgreSQL) per database, and most tests need
+    a migrated one. So the migration runs once, on a database of its own: on SQLite the
+    migrated file is copied, on PostgreSQL the statements the migration sent are sent
+    again, in the same order, to the test's empty schema.
+    """
+
+    def __init__(self, upgrade: Callable[[str], None], tmp: Path) -> None:
+        """Migrate a database in ``tmp`` with ``upgrade(url)`` (which must close its
+        connections) and keep what it made."""
+        self._statements: list[tuple[str, Any]] = []
+        self._file: str | None = None
+        with _fresh_database(tmp) as url:
+            if not on_postgresql():
+                upgrade(url)
+                self._file = make_url(url).database
+                return
+            event.listen(Engine, "before_cursor_execute", self._record)
+            try:
+                upgrade(url)
+            finally:
+                event.remove(Engine, "before_cursor_execute", self._record)
+
+    def _record(
+        self, _conn: Any, _cursor: Any, statement: str, parameters: Any, *rest: Any
+    ) -> None:
+        assert not rest[-1], "a migration statement with several parameter sets"
+        self._statements.append((statement, parameters))
+
+    def lay_into(self, url: str) -> None:
+        """Give the empty database ``url`` the migrated schema (and Alembic's revision)."""
+        if self._file is not None:
+            shutil.copyfile(self._file, str(make_url(url).database))
+            return
+        engine = create_engine(url, poolclass=NullPool)
+        connection = engine.raw_connection()
+        try:
+            with connection.cursor() as cursor:
+                for statement, parameters in self._statements:
+                    cursor.execute(statement, parameters)
+            connection.commit()
+        finally:
+            connection.close()
+            engine.dispose()
 
 
 def redis_prefix(database_url: str) -> str:

@@ -7,6 +7,7 @@ allowed, wrong-scope, expired and revoked tokens.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -107,36 +108,33 @@ def _client_token(authgate: Server, machine: dict[str, str], scope: str) -> str:
     return str(response.json()["access_token"])
 
 
-@pytest.fixture
-def setup(
-    start_server: Callable[..., Server],
-    tmp_path: Path,
-    test_clock: TestClock,
-    monkeypatch: pytest.MonkeyPatch,
-) -> Iterator[Setup]:
+@contextlib.contextmanager
+def _set_up(start_server: Callable[..., Server], tmp: Path) -> Iterator[Setup]:
     """AuthGate on a test clock, one client-credentials client, one introspector, two examples.
 
     The expired token is issued while AuthGate's clock stands an hour in the past, so it is
     already expired by the examples' (real) clock; then AuthGate's clock returns to now.
     """
-    monkeypatch.setenv("AUTHGATE_OAUTH_SCOPES", SCOPES)  # for the server and the CLI
-    real_now = test_clock.now
-    test_clock.set(real_now - 3600)
-    authgate = start_server(env=test_clock.env())
-    machine = create_client(
-        authgate,
-        *("--name", "Warehouse robot", "--type", "confidential"),
-        *("--grant", "client_credentials", "--scope", "orders:read orders:write"),
-    )
-    introspector = create_client(
-        authgate, "--name", "Orders API", "--type", "confidential", "--introspect"
-    )
+    test_clock = TestClock(tmp / "clock")
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("AUTHGATE_OAUTH_SCOPES", SCOPES)  # for the server and the CLI
+        real_now = test_clock.now
+        test_clock.set(real_now - 3600)
+        authgate = start_server(env=test_clock.env())
+        machine = create_client(
+            authgate,
+            *("--name", "Warehouse robot", "--type", "confidential"),
+            *("--grant", "client_credentials", "--scope", "orders:read orders:write"),
+        )
+        introspector = create_client(
+            authgate, "--name", "Orders API", "--type", "confidential", "--introspect"
+        )
     assert introspector["introspect"] is True
     expired_token = _client_token(authgate, machine, "orders:read")
     test_clock.set(real_now)
 
     base = {"AUTHGATE_ISSUER": authgate.url}
-    offline = Example(base, tmp_path / "offline.log")
+    offline = Example(base, tmp / "offline.log")
     checked = Example(
         {
             **base,
@@ -144,7 +142,7 @@ def setup(
             "AUTHGATE_INTROSPECT_CLIENT_SECRET": introspector["client_secret"],
             "AUTHGATE_INTROSPECT_CACHE_SECONDS": str(INTROSPECT_CACHE_SECONDS),
         },
-        tmp_path / "checked.log",
+        tmp / "checked.log",
     )
     try:
         offline.start()
@@ -153,6 +151,23 @@ def setup(
     finally:
         offline.stop()
         checked.stop()
+
+
+@pytest.fixture(scope="module")
+def setup(
+    start_module_server: Callable[..., Server], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Setup]:
+    """One AuthGate and its two examples, shared by the tests that leave AuthGate running
+    (each uses its own token or user; starting them costs about 8 s)."""
+    with _set_up(start_module_server, tmp_path_factory.mktemp("orders")) as shared:
+        yield shared
+
+
+@pytest.fixture
+def own_setup(start_server: Callable[..., Server], tmp_path: Path) -> Iterator[Setup]:
+    """A setup of the test's own, for a test that stops AuthGate."""
+    with _set_up(start_server, tmp_path) as own:
+        yield own
 
 
 def _first_party_token(authgate: Server, username: str) -> str:
@@ -179,11 +194,12 @@ def test_allowed_token_places_and_lists_orders(setup: Setup) -> None:
     """A token with orders:read and orders:write works on both examples."""
     token = setup.client_token("orders:read orders:write")
     for example in (setup.offline, setup.checked):
+        before = example.call("GET", "/orders", token).json()["orders"]
         placed = example.call("POST", "/orders", token, json={"item": "tea", "quantity": 2})
         assert placed.status_code == 201, placed.text
         listed = example.call("GET", "/orders", token)
         assert listed.status_code == 200
-        assert listed.json()["orders"] == [placed.json()]
+        assert listed.json()["orders"] == [*before, placed.json()]
         who = example.call("GET", "/whoami", token).json()
         assert who["client_id"] == setup.machine["client_id"] == who["sub"]
 
@@ -256,19 +272,19 @@ def test_logged_out_first_party_token_is_refused_only_with_introspection(setup: 
     assert setup.offline.call("GET", "/whoami", token).status_code == 200
 
 
-def test_issuer_down_fails_closed_for_introspection_only(setup: Setup) -> None:
+def test_issuer_down_fails_closed_for_introspection_only(own_setup: Setup) -> None:
     """With AuthGate stopped, the offline example still verifies with its cached keys; the
     introspecting one answers 503 with Retry-After once its cached answer is stale."""
-    token = setup.client_token("orders:read")
-    for example in (setup.offline, setup.checked):
+    token = own_setup.client_token("orders:read")
+    for example in (own_setup.offline, own_setup.checked):
         assert example.call("GET", "/orders", token).status_code == 200
-    setup.authgate.stop()
-    assert setup.offline.call("GET", "/orders", token).status_code == 200
+    own_setup.authgate.stop()
+    assert own_setup.offline.call("GET", "/orders", token).status_code == 200
     deadline = time.monotonic() + REVOCATION_DEADLINE_SECONDS
-    response = setup.checked.call("GET", "/orders", token)
+    response = own_setup.checked.call("GET", "/orders", token)
     while response.status_code == 200 and time.monotonic() < deadline:
         time.sleep(0.1)
-        response = setup.checked.call("GET", "/orders", token)
+        response = own_setup.checked.call("GET", "/orders", token)
     assert response.status_code == 503
     assert response.headers["Retry-After"] == "5"
     assert response.json()["error"] == "temporarily_unavailable"
