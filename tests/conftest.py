@@ -71,17 +71,24 @@ def settings_overrides() -> dict[str, Any]:
     return {}
 
 
+@contextlib.contextmanager
+def _pushed_app(database_url: str, instance: Path, **overrides: Any) -> Iterator[Flask]:
+    """An app on ``database_url``, its context pushed; its connections closed after."""
+    application = create_app(make_settings(database_url, instance, **overrides))
+    with application.app_context():
+        yield application
+        db.session.remove()
+        db.engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def migrated_schema(tmp_path_factory: pytest.TempPathFactory) -> MigratedSchema:
     """What ``authgate db upgrade`` makes of an empty database, made once per run."""
     tmp = tmp_path_factory.mktemp("migrated")
 
     def upgrade(url: str) -> None:
-        application = create_app(make_settings(url, tmp))
-        with application.app_context():
+        with _pushed_app(url, tmp):
             database.upgrade()
-            db.session.remove()
-            db.engine.dispose()
 
     return MigratedSchema(upgrade, tmp)
 
@@ -95,11 +102,8 @@ def app(
 ) -> Iterator[Flask]:
     """A migrated AuthGate app, its context pushed."""
     migrated_schema.lay_into(database_url)
-    application = create_app(make_settings(database_url, tmp_path, **settings_overrides))
-    with application.app_context():
+    with _pushed_app(database_url, tmp_path, **settings_overrides) as application:
         yield application
-        db.session.remove()
-        db.engine.dispose()
 
 
 @pytest.fixture
