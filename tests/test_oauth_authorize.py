@@ -417,3 +417,48 @@ def test_logout_everywhere_also_ends_the_page_session(
     _, challenge = pkce()
     response = page_client.get(authorize_path(registration.client.client_id, challenge))
     assert response.status_code == 303 and response.headers["Location"].startswith("/login")
+
+
+def test_password_change_with_a_token_ends_the_page_session(
+    page_client: FlaskClient, user: User
+) -> None:
+    """A password change ends the page login however it was authenticated: here with a
+    Bearer token, which keeps its own login (family) but not anyone's page session."""
+    from tests.oauth_support import basic, bearer
+
+    registration = register()
+    login(page_client)
+    token = page_client.post("/api/token", headers=basic("miguel", PASSWORD)).get_json()["token"]
+    changed = page_client.put(
+        "/api/users/me/password",
+        json={"password": PASSWORD, "new_password": "a brand new passphrase for me"},
+        headers=bearer(token),
+    )
+    assert changed.status_code == 204
+    assert page_client.get("/api/resource", headers=bearer(token)).status_code == 200
+    _, challenge = pkce()
+    response = page_client.get(authorize_path(registration.client.client_id, challenge))
+    assert response.status_code == 303 and response.headers["Location"].startswith("/login")
+    assert "signed in as" not in page_client.get("/login").get_data(as_text=True)
+
+
+def test_a_deleted_users_page_session_is_nobody_elses(page_client: FlaskClient) -> None:
+    """Deleting an account ends its page login, and the next account registered neither
+    gets its id (ids are never reused, SQLite included) nor its session."""
+    from tests.oauth_support import basic
+
+    created = page_client.post("/api/users", json={"username": "mallory", "password": PASSWORD})
+    mallory_id = created.get_json()["id"]
+    login(page_client, "mallory")
+    assert "signed in as <strong>mallory</strong>" in page_client.get("/login").get_data(
+        as_text=True
+    )
+    deleted = page_client.delete(
+        "/api/users/me", json={"password": PASSWORD}, headers=basic("mallory", PASSWORD)
+    )
+    assert deleted.status_code == 204
+    alice = page_client.post(
+        "/api/users", json={"username": "alice", "password": "purple elephants dance at noon"}
+    )
+    assert alice.status_code == 201 and alice.get_json()["id"] > mallory_id
+    assert "signed in as" not in page_client.get("/login").get_data(as_text=True)

@@ -7,6 +7,7 @@ Nothing else in AuthGate reads ``os.environ``: every module receives a
 from __future__ import annotations
 
 import dataclasses
+import functools
 import ipaddress
 import os
 import re
@@ -15,6 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from limits import parse_many
 
 #: Secrets that appear in tutorials and sample configs; refused in production.
@@ -382,6 +385,16 @@ class Settings:
             raise ConfigError("AUTHGATE_PASSWORD_HASH_PROFILE=cheapest is for tests only")
         if self.insecure_cookies:
             raise ConfigError("AUTHGATE_INSECURE_COOKIES is for local HTTP development only")
+
+
+@functools.lru_cache(maxsize=16)
+def derive_key(secret_key: str, purpose: str) -> bytes:
+    """A 32-byte key for one ``purpose``, derived from the secret key (HKDF-SHA256).
+
+    Each purpose gets its own key, so no two uses of the secret key share one.
+    """
+    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode())
+    return kdf.derive(secret_key.encode())
 
 
 _TRUE = frozenset({"1", "true", "yes", "on"})

@@ -62,12 +62,25 @@ def _alembic_config() -> Config:
 def upgrade(revision: str = "head") -> None:
     """Bring the current app's database to ``revision`` (inside an app context)."""
     config = _alembic_config()
-    with db.engine.begin() as connection:
-        if connection.dialect.name == "postgresql":
-            # Migrations may rewrite big tables: AUTHGATE_DB_STATEMENT_TIMEOUT_MS is for requests.
-            connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
-        config.attributes["connection"] = connection
-        command.upgrade(config, revision)
+    with db.engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite alters a table by copying it and dropping the old one; with foreign
+            # keys on, the drop would cascade into the tables that reference it. The
+            # pragma is ignored inside a transaction, so it goes first.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                if connection.dialect.name == "postgresql":
+                    # Migrations may rewrite big tables: the statement timeout is for requests.
+                    connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
 
 def current_revision() -> str | None:

@@ -15,13 +15,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from joserfc.jwk import ECKey, KeySet
 from sqlalchemy import select
 
 from authgate import audit, clock
+from authgate.config import derive_key
 from authgate.extensions import db
 from authgate.models import SigningKey
 
@@ -35,8 +34,7 @@ UNKNOWN_KID_RELOAD_SECONDS = 5.0
 
 def encryption_password(secret_key: str) -> str:
     """The password that encrypts private keys at rest, derived from the secret key."""
-    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"authgate signing keys")
-    return base64.urlsafe_b64encode(kdf.derive(secret_key.encode())).decode()
+    return base64.urlsafe_b64encode(derive_key(secret_key, "authgate signing keys")).decode()
 
 
 def _settings() -> Any:

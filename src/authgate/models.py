@@ -50,6 +50,9 @@ class User(db.Model):  # type: ignore[name-defined]
     """An account. ``username_key`` is the NFKC-casefolded form that makes names unique."""
 
     __tablename__ = "users"
+    # Ids are never reused, SQLite included: a user id is a token's ``sub`` and the key of
+    # audit rows and revocations, which outlive a deleted account.
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     username: Mapped[str] = mapped_column(String(64))
@@ -404,7 +407,11 @@ class Consent(db.Model):  # type: ignore[name-defined]
     """A person's remembered "Allow" for one client and one set of scopes."""
 
     __tablename__ = "oauth_consents"
-    __table_args__ = (UniqueConstraint("user_id", "client_id", "scope"),)
+    # Ids are never reused (authorization codes remember theirs, see User).
+    __table_args__ = (
+        UniqueConstraint("user_id", "client_id", "scope"),
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)

@@ -29,12 +29,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from sqlalchemy import bindparam, delete, exists, insert, or_, select, update
 
 from authgate import audit, clock, revocation, tokens
+from authgate.config import derive_key
 from authgate.errors import InvalidCredentials, InvalidRefreshToken, InvalidToken, NotFound
 from authgate.extensions import db
 from authgate.models import RefreshToken, TokenFamily, User
@@ -76,8 +75,7 @@ def digest(token: str) -> str:
 
 
 def _derivation_key() -> bytes:
-    kdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"authgate refresh tokens")
-    return kdf.derive(_settings().secret_key.encode())
+    return derive_key(_settings().secret_key, "authgate refresh tokens")
 
 
 def _child_token(parent: str) -> str:

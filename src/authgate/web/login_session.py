@@ -2,10 +2,14 @@
 
 The cookie is ``HttpOnly``, ``SameSite=Lax`` and ``Secure`` (unless
 ``AUTHGATE_INSECURE_COOKIES=1``); a login lasts ``AUTHGATE_LOGIN_SESSION_TTL`` seconds.
+It also holds a MAC of the user's password hash at login, so any change of the password
+(however it was made) ends the page login, as it ends every other login.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
 from flask import Flask, Request, session
@@ -13,11 +17,13 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from authgate import clock
 from authgate.app_state import settings
+from authgate.config import derive_key
 from authgate.extensions import db
 from authgate.models import User
 
 USER_KEY = "uid"
 AUTH_TIME_KEY = "auth_time"
+MARK_KEY = "mark"
 #: Set by a login, consumed by the next authorization request (OIDC ``prompt=login``).
 FRESH_KEY = "fresh_login"
 
@@ -50,6 +56,7 @@ def log_in(user: User) -> None:
     session.clear()
     session[USER_KEY] = user.id
     session[AUTH_TIME_KEY] = int(clock.timestamp())
+    session[MARK_KEY] = _password_mark(user)
     session[FRESH_KEY] = True
 
 
@@ -60,19 +67,32 @@ def log_out() -> None:
 
 def current() -> Person | None:
     """The logged-in person; None if nobody is, the login is too old, or the user is gone,
-    disabled, or logged out everywhere after this login."""
+    disabled, logged out everywhere or changed their password after this login."""
     user_id = session.get(USER_KEY)
     auth_time = session.get(AUTH_TIME_KEY)
-    if not isinstance(user_id, int) or not isinstance(auth_time, int):
+    mark = session.get(MARK_KEY)
+    if not isinstance(user_id, int) or not isinstance(auth_time, int) or not isinstance(mark, str):
         return None
     if clock.timestamp() - auth_time > settings().login_session_ttl:
         session.clear()
         return None
     user = db.session.get(User, user_id)
-    if user is None or user.is_disabled or _logged_out_everywhere(user, auth_time):
+    if (
+        user is None
+        or user.is_disabled
+        or _logged_out_everywhere(user, auth_time)
+        or not hmac.compare_digest(mark, _password_mark(user))
+    ):
         session.clear()
         return None
     return Person(user=user, auth_time=auth_time)
+
+
+def _password_mark(user: User) -> str:
+    """A MAC of the user's password hash: it changes with the password (the cookie is
+    signed, not encrypted, so the hash itself is never put in it)."""
+    key = derive_key(settings().secret_key, "authgate login sessions")
+    return hmac.new(key, user.password_hash.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _logged_out_everywhere(user: User, auth_time: int) -> bool:
