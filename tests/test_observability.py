@@ -303,6 +303,15 @@ def test_metrics_allow_empty_means_nobody(client: FlaskClient) -> None:
     assert client.get("/metrics").status_code == 404
 
 
+def test_empty_metrics_allow_variable_means_nobody(tmp_path: Path) -> None:
+    """``AUTHGATE_METRICS_ALLOW=`` is an empty list, not an unset variable (the defaults)."""
+    environ = {"AUTHGATE_METRICS_ALLOW": "", "AUTHGATE_INSTANCE_PATH": str(tmp_path)}
+    settings = Settings.from_env(environ)
+    assert settings.metrics_allow == "" and settings.metrics_allow_networks == []
+    unset = Settings.from_env({"AUTHGATE_INSTANCE_PATH": str(tmp_path)})
+    assert unset.metrics_allow_networks != []
+
+
 @pytest.mark.parametrize("settings_overrides", [{"metrics_listen": "127.0.0.1:9100"}])
 def test_metrics_move_off_the_api_port_with_a_listener(client: FlaskClient) -> None:
     """With AUTHGATE_METRICS_LISTEN the API port no longer answers /metrics."""

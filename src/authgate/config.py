@@ -50,6 +50,10 @@ LOG_FORMATS = ("text", "json")
 DEFAULT_METRICS_ALLOW = "127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7"
 
 
+#: Settings whose empty value means something (else an empty variable counts as unset).
+EMPTY_IS_A_VALUE = frozenset({"metrics_allow"})
+
+
 class ConfigError(ValueError):
     """Raised when a setting is missing, malformed, or unsafe for the environment."""
 
@@ -233,7 +237,7 @@ class Settings:
         values: dict[str, Any] = dict(defaults or {})
         for field in dataclasses.fields(cls):
             raw = env.get(f"AUTHGATE_{field.name.upper()}")
-            if raw is not None and raw != "":
+            if raw is not None and (raw != "" or field.name in EMPTY_IS_A_VALUE):
                 values[field.name] = _parse(field.name, raw, field.type)
         secret_file = env.get("AUTHGATE_SECRET_KEY_FILE")
         if secret_file and "secret_key" not in values:
