@@ -12,7 +12,8 @@ from sqlalchemy import func, select
 
 from authgate import clients, clock
 from authgate.extensions import db
-from authgate.models import AuditEvent, User
+from authgate.models import AuditEvent, AuthorizationCode, User
+from authgate.oauth.grants import CODE_RETENTION_SECONDS
 from tests.conftest import PASSWORD
 from tests.oauth_support import (
     basic,
@@ -346,3 +347,39 @@ def test_deleting_a_client_revokes_its_grants(page_client: FlaskClient, user: Us
     assert (
         page_client.get("/oauth/userinfo", headers=bearer(body["access_token"])).status_code == 401
     )
+
+
+def test_withdrawing_a_consent_revokes_grants_whose_codes_were_purged(
+    page_client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A grant older than the code retention (its code row deleted) dies with its consent."""
+    registration = register()
+    old = full_flow(page_client, registration)
+    now = clock.timestamp()
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now + CODE_RETENTION_SECONDS + 3600)
+    rotated = refresh(page_client, registration, old["refresh_token"]).get_json()
+    full_flow(page_client, registration)  # a new code: the old one is purged
+    assert db.session.scalar(select(func.count()).select_from(AuthorizationCode)) == 1
+    withdrawn = page_client.delete("/api/users/me/consents", headers=basic("miguel", PASSWORD))
+    assert withdrawn.status_code == 204
+    assert refresh(page_client, registration, rotated["refresh_token"]).status_code == 400
+    assert introspect(page_client, registration, rotated["access_token"]) == {"active": False}
+    assert (
+        page_client.get("/api/resource", headers=bearer(rotated["access_token"])).status_code == 401
+    )
+
+
+def test_withdrawing_one_consent_keeps_grants_only_another_consent_covers(
+    page_client: FlaskClient, user: User
+) -> None:
+    """Withdrawing the consent for "openid" revokes its grant, not the wider consent's grant."""
+    registration = register()
+    narrow = full_flow(page_client, registration, scope="openid")
+    wide = full_flow(page_client, registration)
+    auth = basic("miguel", PASSWORD)
+    listed = page_client.get("/api/users/me/consents", headers=auth).get_json()["consents"]
+    narrow_id = next(c["id"] for c in listed if c["scope"] == "openid")
+    withdrawn = page_client.delete(f"/api/users/me/consents/{narrow_id}", headers=auth)
+    assert withdrawn.status_code == 204
+    assert refresh(page_client, registration, narrow["refresh_token"]).status_code == 400
+    assert refresh(page_client, registration, wide["refresh_token"]).status_code == 200

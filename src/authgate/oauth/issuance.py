@@ -273,13 +273,35 @@ def revoke_code_grant(code: AuthorizationCode) -> int:
 
 
 def revoke_consent(consent: Consent) -> int:
-    """Revoke every grant obtained with ``consent``; how many were revoked."""
+    """Revoke every grant of the consent's user and client that it covers; how many.
+
+    Grants are found through the grant (token family) itself, never through code rows,
+    which are deleted a day after they expire (``CODE_RETENTION_SECONDS``) while a grant
+    lives on for up to ``AUTHGATE_REFRESH_TOKEN_ABSOLUTE_TTL``. A grant's scope is always
+    within the consent it was obtained under, so every grant obtained with ``consent``
+    is revoked; so is any grant of that client that no other consent of the user covers.
+    """
     families = db.session.scalars(
-        select(TokenFamily)
-        .join(AuthorizationCode, AuthorizationCode.family_id == TokenFamily.id)
-        .where(AuthorizationCode.consent_id == consent.id, TokenFamily.revoked_at.is_(None))
+        select(TokenFamily).where(
+            TokenFamily.user_id == consent.user_id,
+            TokenFamily.client_id == consent.client_id,
+            TokenFamily.revoked_at.is_(None),
+        )
     ).all()
-    return _revoke_families(list(families), "consent_withdrawn")
+    others = db.session.scalars(
+        select(Consent).where(
+            Consent.user_id == consent.user_id,
+            Consent.client_id == consent.client_id,
+            Consent.id != consent.id,
+        )
+    ).all()
+
+    def withdrawn(family: TokenFamily) -> bool:
+        scope = family.scope or ""
+        return consent.covers(scope) or not any(other.covers(scope) for other in others)
+
+    doomed = [family for family in families if withdrawn(family)]
+    return _revoke_families(doomed, "consent_withdrawn")
 
 
 def revoke_client(client_id: str) -> int:
