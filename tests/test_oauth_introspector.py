@@ -74,3 +74,18 @@ def test_introspector_cannot_obtain_tokens(client: FlaskClient, app: Flask) -> N
     )
     assert response.status_code in (400, 401)
     assert response.get_json()["error"] in ("unauthorized_client", "invalid_scope")
+
+
+def test_deleted_clients_machine_token_reads_inactive(client: FlaskClient, app: Flask) -> None:
+    """A client-credentials token of a deleted client is inactive, as /api/resource refuses it."""
+    resource_server = _introspector()
+    machine_client = register(grants=("client_credentials",), scope="resource:read")
+    machine = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=client_auth(machine_client),
+    ).get_json()["access_token"]
+    assert _introspect(client, resource_server, machine)["active"] is True
+    clients.delete_client(machine_client.client.client_id)
+    assert client.get("/api/resource", headers=bearer(machine)).status_code == 401
+    assert _introspect(client, resource_server, machine) == {"active": False}

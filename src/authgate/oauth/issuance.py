@@ -29,6 +29,7 @@ from authgate.models import (
     TokenFamily,
     User,
 )
+from authgate.oauth import protection
 
 
 class IssuedAccessToken:
@@ -227,7 +228,8 @@ def record(token: dict[str, Any], request: OAuth2Request) -> None:
 def find_token(
     token: str, hint: str | None, first_party: bool = False
 ) -> IssuedAccessToken | IssuedRefreshToken | None:
-    """The OAuth token ``token`` names, or None (unknown, expired, revoked, first-party).
+    """The OAuth token ``token`` names, or None (unknown, expired, revoked, first-party,
+    or an access token whose client or user no longer exists).
 
     No hint is needed: access tokens are JWTs, refresh tokens opaque. A refresh token is
     returned even when spent or revoked (its ``is_revoked`` says so), so that the refresh
@@ -239,9 +241,13 @@ def find_token(
             claims = tokens.verify_access_token(token)
         except InvalidToken:
             return None
-        if first_party or tokens.is_delegated(claims):
+        if tokens.is_delegated(claims):
+            # The check /api/resource makes: a client-credentials token whose client was
+            # deleted (it has no grant to revoke) names nobody, so it is not active.
+            if protection.AccessToken(claims).subject_name() is None:
+                return None
             return IssuedAccessToken(claims)
-        return None
+        return IssuedAccessToken(claims) if first_party else None
     if not isinstance(token, str) or not 40 <= len(token) <= 64:
         return None
     row = db.session.scalar(
