@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 import pytest
@@ -13,7 +14,7 @@ from authgate import clock
 from authgate.extensions import db
 from authgate.models import AuditEvent, User
 from tests.conftest import PASSWORD
-from tests.oauth_support import basic, csrf_token, login, register
+from tests.oauth_support import basic, csrf_token, full_flow, login, register
 
 
 @pytest.fixture
@@ -112,3 +113,89 @@ def test_failed_page_logins_share_the_password_throttle(
     assert "retry after" in refused.get_data(as_text=True)
     assert page_client.get("/api/token", headers=basic("miguel", PASSWORD)).status_code == 429
     assert audit_count("login.failed") == 5
+
+
+def client_id_only(client: FlaskClient, path: str, client_id: str) -> Any:
+    """A request naming a client by ``client_id`` alone (method ``none``)."""
+    form = {"client_id": client_id, "token": "abc"}
+    if path == "/oauth/token":
+        form = {**form, "grant_type": "authorization_code", "code": "abc", "code_verifier": "v"}
+    return client.post(path, data=form)
+
+
+@pytest.mark.parametrize("path", ["/oauth/token", "/oauth/revoke"])
+def test_client_id_alone_does_not_tell_which_clients_exist(
+    client: FlaskClient, app: Flask, path: str
+) -> None:
+    """An unknown id and a confidential client's id get the same 401 invalid_client, audited."""
+    confidential = register()
+    unknown = client_id_only(client, path, "c_nobody")
+    known = client_id_only(client, path, confidential.client.client_id)
+    assert unknown.status_code == known.status_code == 401
+    assert (
+        unknown.get_json()
+        == known.get_json()
+        == {
+            "error": "invalid_client",
+            "error_description": "Client authentication failed.",
+        }
+    )
+    assert unknown.headers["WWW-Authenticate"] == known.headers["WWW-Authenticate"]
+    failures = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "oauth.client.auth_failed")
+    ).all()
+    assert [(e.client_id, e.detail["method"]) for e in failures] == [
+        ("c_nobody", "none"),
+        (confidential.client.client_id, "none"),
+    ]
+
+
+def test_client_id_alone_is_throttled_with_wrong_secrets(client: FlaskClient, app: Flask) -> None:
+    """Failed client_id-only requests count for the client like wrong secrets do."""
+    registration = register(grants=("client_credentials",), redirect_uris=())
+    client_id, secret = registration.client.client_id, registration.client_secret
+    assert secret is not None
+    for _ in range(5):
+        assert client_id_only(client, "/oauth/revoke", client_id).status_code == 401
+        assert client_id_only(client, "/oauth/revoke", "c_nobody").status_code == 401
+    assert client_id_only(client, "/oauth/revoke", "c_nobody").status_code == 429
+    assert machine_token(client, client_id, secret).status_code == 429
+
+
+def test_public_client_is_not_locked_out_by_failures_on_its_id(
+    page_client: FlaskClient, user: User
+) -> None:
+    """Wrong secrets sent with a public client's id never stop the client itself (method none)."""
+    registration = register("public")
+    for _ in range(6):
+        machine_token(page_client, registration.client.client_id, "guess")
+    body = full_flow(page_client, registration)
+    revoked = page_client.post(
+        "/oauth/revoke",
+        data={"token": body["refresh_token"], "client_id": registration.client.client_id},
+    )
+    assert revoked.status_code == 200
+
+
+def test_malformed_basic_credentials_are_counted_and_audited(
+    client: FlaskClient, app: Flask
+) -> None:
+    """A Basic header that is not UTF-8 is refused (401), audited and throttled."""
+    header = {"Authorization": "Basic " + base64.b64encode(b"c_\xff\xfe:secret").decode()}
+    for _ in range(5):
+        refused = client.post(
+            "/oauth/token", data={"grant_type": "client_credentials"}, headers=header
+        )
+        assert refused.status_code == 401
+        assert refused.get_json()["error"] == "invalid_client"
+    throttled = client.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, headers=header
+    )
+    assert throttled.status_code == 429
+    failures = db.session.scalars(
+        select(AuditEvent).where(AuditEvent.event == "oauth.client.auth_failed")
+    ).all()
+    assert len(failures) == 5
+    assert {(e.client_id, e.detail["reason"]) for e in failures} == {
+        (None, "malformed_basic_credentials")
+    }

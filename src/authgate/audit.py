@@ -51,8 +51,10 @@ EVENTS = {
     "oauth.client.created": "an OAuth client was registered",
     "oauth.client.deleted": "an OAuth client was deleted; detail.revoked_grants",
     "oauth.client.secret_rotated": "an OAuth client's secret was replaced",
-    "oauth.client.auth_failed": "an OAuth client failed to authenticate; detail.method "
-    "(and reason: malformed_client_id for an id no client can have, not recorded)",
+    "oauth.client.auth_failed": "an OAuth client failed to authenticate (a wrong secret, or "
+    "a client_id alone naming no public client); detail.method (and reason: "
+    "malformed_client_id for an id no client can have, not recorded, or "
+    "malformed_basic_credentials)",
     "oauth.code.issued": "an authorization code was issued after consent",
     "oauth.code.replayed": "a spent authorization code was presented again; its tokens revoked",
     "oauth.consent.granted": "a person granted a client a set of scopes",

@@ -18,6 +18,7 @@ from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc6749.authenticate_client import (
     authenticate_client_secret_basic,
     authenticate_client_secret_post,
+    authenticate_none,
 )
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
@@ -87,52 +88,99 @@ class ClientThrottled(OAuth2Error):
         return [*super().get_headers(), ("Retry-After", str(self.retry_after))]
 
 
+#: The one description of every failed client authentication, whatever the cause.
+AUTH_FAILED = "Client authentication failed."
+#: The throttle account of Basic credentials too malformed to name a client (no client id
+#: holds a NUL): they are counted per address like any failure, and against one another.
+MALFORMED_BASIC = "\0malformed-basic"
+
+
 def _presented(method: str, request: OAuth2Request) -> tuple[str | None, str | None]:
     if method == "client_secret_basic":
         return extract_basic_authorization(request.headers)
     return request.form.get("client_id"), request.form.get("client_secret")
 
 
+def _attempt(client_id: str) -> throttle.Attempt:
+    """Ask the shared throttle whether ``client_id`` may be checked now (``client:<id>``).
+
+    An id no client can have (e.g. with a NUL, which PostgreSQL cannot store) is throttled
+    like an unknown client, but not written down. Raises ClientThrottled.
+    """
+    label = client_id if clients.is_client_id(client_id) else None
+    try:
+        return throttle.check("client:" + client_id, client_id=label)
+    except Throttled as error:
+        raise ClientThrottled(error.retry_after) from error
+
+
+def _failed(
+    attempt: throttle.Attempt,
+    method: str,
+    status_code: int,
+    description: str = AUTH_FAILED,
+    reason: str = "malformed_client_id",
+) -> InvalidClientError:
+    """Count a failed client authentication, audit it, and return the error to raise."""
+    throttle.record_failure(attempt)
+    detail = {} if attempt.client_id is not None else {"reason": reason}
+    audit.record("oauth.client.auth_failed", client_id=attempt.client_id, method=method, **detail)
+    return InvalidClientError(status_code=status_code, description=description)
+
+
 def _throttled(method: str, authenticate: ClientAuth) -> ClientAuth:
     """Wrap one of Authlib's secret checks in the shared throttle, and audit failures.
 
     The throttle (``"client:" + client_id``, per address and per client) is asked before
-    the secret is looked at, exactly like a password; a wrong secret or an unknown client
-    counts as a failure and is audited (``oauth.client.auth_failed``).
+    the secret is looked at, exactly like a password; a wrong secret, an unknown client or
+    malformed Basic credentials count as a failure and are audited
+    (``oauth.client.auth_failed``).
     """
 
     def check(query_client: Callable[[str], Any], request: OAuth2Request) -> OAuthClient | None:
         try:
             client_id, secret = _presented(method, request)
-        except ValueError as error:  # Authlib cannot split a bare "Authorization: Basic"
-            raise InvalidClientError(
-                status_code=401, description="Malformed Basic credentials."
+        except ValueError as error:  # a bare "Authorization: Basic", or not UTF-8
+            attempt = _attempt(MALFORMED_BASIC)
+            raise _failed(
+                attempt, method, 401, "Malformed Basic credentials.", "malformed_basic_credentials"
             ) from error
         if not client_id or not secret:
             return authenticate(query_client, request)  # this method was not used
         client_id = client_id[:128]
-        # An id no client can have (e.g. with a NUL, which PostgreSQL cannot store) is
-        # throttled and audited like an unknown client, without being written down.
-        well_formed = clients.is_client_id(client_id)
-        label = client_id if well_formed else None
-        try:
-            attempt = throttle.check("client:" + client_id, client_id=label)
-        except Throttled as error:
-            raise ClientThrottled(error.retry_after) from error
+        attempt = _attempt(client_id)
         client = None
-        if well_formed:
+        if attempt.client_id is not None:  # a well-formed id
             with contextlib.suppress(InvalidClientError):
                 client = authenticate(query_client, request)
         if client is None:
-            throttle.record_failure(attempt)
-            detail = {} if well_formed else {"reason": "malformed_client_id"}
-            audit.record("oauth.client.auth_failed", client_id=label, method=method, **detail)
-            raise InvalidClientError(
-                status_code=401 if method == "client_secret_basic" else 400,
-                description="Client authentication failed.",
-            )
+            raise _failed(attempt, method, 401 if method == "client_secret_basic" else 400)
         throttle.record_success(attempt)
         return client
+
+    return check
+
+
+def _identified(authenticate: ClientAuth) -> ClientAuth:
+    """Wrap Authlib's ``none`` method: a public client names itself by ``client_id`` alone.
+
+    An unknown id and the id of a confidential client (which must authenticate, RFC 6749
+    3.2.1) get the answer of a wrong secret, ``401 invalid_client`` with a Basic
+    challenge (RFC 6749 5.2), and are counted and audited like one: the answer does not
+    tell which ids exist. A public client's own request asks no throttle: it has no
+    secret to guess, and failures others send with its id must not lock it out.
+    """
+
+    def check(query_client: Callable[[str], Any], request: OAuth2Request) -> OAuthClient | None:
+        client_id = request.payload.client_id
+        if not client_id or request.payload.data.get("client_secret"):
+            return authenticate(query_client, request)  # this method was not used
+        client = None
+        with contextlib.suppress(InvalidClientError):
+            client = authenticate(query_client, request)
+        if client is not None and client.check_endpoint_auth_method("none", "token"):
+            return client
+        raise _failed(_attempt(str(client_id)[:128]), "none", 401)
 
     return check
 
@@ -155,6 +203,7 @@ def create_server(app: Flask, protector: ResourceProtector) -> AuthorizationServ
     server.register_client_auth_method(
         "client_secret_post", _throttled("client_secret_post", authenticate_client_secret_post)
     )
+    server.register_client_auth_method("none", _identified(authenticate_none))
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode()])
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)
