@@ -242,9 +242,11 @@ def find_token(
         except InvalidToken:
             return None
         if tokens.is_delegated(claims):
-            # The check /api/resource makes: a client-credentials token whose client was
-            # deleted (it has no grant to revoke) names nobody, so it is not active.
-            if protection.AccessToken(claims).subject_name() is None:
+            # A client-credentials token has no grant that deleting its client revokes: it
+            # is inactive once the client is gone (as /api/resource refuses it). A person's
+            # token needs no lookup: deleting the user or the client revoked it.
+            access = protection.AccessToken(claims)
+            if not access.has_user and access.get_client() is None:
                 return None
             return IssuedAccessToken(claims)
         return IssuedAccessToken(claims) if first_party else None
