@@ -27,10 +27,11 @@ def settings(**values: Any) -> Settings:
 
 
 def test_pool_defaults_and_sqlite_options(tmp_path: Path) -> None:
-    """Defaults: 5 + 5 connections per worker, 5 s pool wait, pre-ping; SQLite waits 30 s
-    for a lock and gets no libpq arguments."""
+    """Defaults: 5 + 5 connections per worker, 5 s pool wait, pre-ping, statement parameters
+    kept out of errors; SQLite waits 30 s for a lock and gets no libpq arguments."""
     options = database.engine_options(settings(instance_path=tmp_path))
     assert options == {
+        "hide_parameters": True,
         "pool_size": 5,
         "max_overflow": 5,
         "pool_timeout": 5,
@@ -128,6 +129,26 @@ def test_other_database_errors_stay_500_without_statement_details(
     assert response.status_code == 500
     assert response.json["title"] == "Internal Server Error"
     assert "unhandled error" in caplog.text
+
+
+def test_logged_database_errors_carry_no_statement_parameters(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed statement's bound values (digests, nonces) never reach the log: the engine
+    hides them (``hide_parameters``), while the 500 is still logged."""
+    from authgate.extensions import db
+
+    secret = "digest-0f1e2d3c4b5a69788796a5b4c3d2e1f0"
+
+    def boom() -> None:
+        db.session.execute(text("SELECT x FROM no_such_table WHERE x = :v"), {"v": secret})
+
+    app.add_url_rule("/boom", "boom", boom)
+    response = app.test_client().get("/boom")
+    assert response.status_code == 500
+    assert "unhandled error" in caplog.text
+    assert "no_such_table" in caplog.text
+    assert secret not in caplog.text
 
 
 def test_pool_exhaustion_is_a_503() -> None:

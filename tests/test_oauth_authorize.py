@@ -261,6 +261,37 @@ def test_plain_or_missing_pkce_method_is_refused(
     assert redirect_params(response)["error"] == "invalid_request"
 
 
+@pytest.mark.parametrize("scope", ["openid profile", "resource:read"])
+@pytest.mark.parametrize("nonce", ["a\x00b", "caf\u00e9", "n" * 256])
+def test_malformed_nonce_is_invalid_request(
+    page_client: FlaskClient, user: User, nonce: str, scope: str
+) -> None:
+    """A nonce with a NUL, non-ASCII or over 255 characters: invalid_request back to the
+    verified client, with state, and no code stored (a 500 on PostgreSQL before)."""
+    registration = register()
+    login(page_client)
+    _, challenge = pkce()
+    path = authorize_path(
+        registration.client.client_id, challenge, nonce=nonce, scope=scope, state="st"
+    )
+    params = redirect_params(page_client.get(path))
+    assert params["error"] == "invalid_request"
+    assert "nonce" in params["error_description"]
+    assert params["state"] == "st" and params["iss"] == "http://authgate.test"
+    assert db.session.scalar(select(func.count()).select_from(AuthorizationCode)) == 0
+
+
+def test_longest_nonce_is_accepted(page_client: FlaskClient, user: User) -> None:
+    """A nonce of 255 printable ASCII characters (the stored maximum) gets a code."""
+    registration = register()
+    login(page_client)
+    _, challenge = pkce()
+    nonce = "~ " * 127 + "n"
+    params = get_code(page_client, registration.client.client_id, challenge, nonce=nonce)
+    row = db.session.scalar(select(AuthorizationCode))
+    assert "code" in params and row is not None and row.nonce == nonce
+
+
 def test_implicit_response_type_is_refused(page_client: FlaskClient, user: User) -> None:
     """response_type=token (implicit grant) is unsupported_response_type."""
     registration = register()

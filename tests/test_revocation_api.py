@@ -229,3 +229,16 @@ def test_cannot_end_another_users_session(client: FlaskClient, user: User) -> No
     response = client.delete(f"/api/users/me/sessions/{sid}", headers=basic("mallory", PASSWORD))
     assert response.status_code == 404
     assert greets(client, victim["token"])
+
+
+@pytest.mark.parametrize("session_id", ["a%00b", "no-such-session", "x" * 300])
+def test_unknown_or_malformed_session_id_is_a_404(
+    client: FlaskClient, user: User, session_id: str
+) -> None:
+    """A session id no login can have (a NUL: a 500 on PostgreSQL before) is the same 404
+    as an unknown one."""
+    response = client.delete(
+        f"/api/users/me/sessions/{session_id}", headers=basic("miguel", PASSWORD)
+    )
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"

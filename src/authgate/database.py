@@ -25,8 +25,13 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def engine_options(settings: Settings) -> dict[str, Any]:
     """``create_engine`` options for ``settings.database_url``: a bounded pool per worker,
-    pre-ping, and on PostgreSQL connect and statement timeouts (``AUTHGATE_DB_*``)."""
+    pre-ping, and on PostgreSQL connect and statement timeouts (``AUTHGATE_DB_*``).
+
+    ``hide_parameters``: a statement error's text (logged with every unexpected 500)
+    never carries the statement's bound values (code digests, nonces, usernames).
+    """
     options: dict[str, Any] = {
+        "hide_parameters": True,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,

@@ -342,6 +342,10 @@ class OAuthClient(db.Model):  # type: ignore[name-defined]
         return grant_type in self.grant_types
 
 
+#: The longest OIDC ``nonce`` an authorization request may carry (the column's width).
+NONCE_MAX_LENGTH = 255
+
+
 class AuthorizationCode(db.Model):  # type: ignore[name-defined]
     """A single-use authorization code, stored only as a digest (Authlib's code mixins).
 
@@ -359,7 +363,7 @@ class AuthorizationCode(db.Model):  # type: ignore[name-defined]
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     redirect_uri: Mapped[str] = mapped_column(Text)
     scope: Mapped[str] = mapped_column(Text, default="")
-    nonce: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    nonce: Mapped[str | None] = mapped_column(String(NONCE_MAX_LENGTH), nullable=True)
     auth_time: Mapped[int] = mapped_column()
     code_challenge: Mapped[str] = mapped_column(String(128))
     code_challenge_method: Mapped[str] = mapped_column(String(8))

@@ -8,6 +8,7 @@ machinery (a redeemed code starts a token family, a refresh rotates it); the gra
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,11 +24,19 @@ from authgate import audit, clock, keys
 from authgate.app_state import settings
 from authgate.errors import InvalidRefreshToken
 from authgate.extensions import db
-from authgate.models import AuthorizationCode, OAuthClient, User, secret_digest
+from authgate.models import (
+    NONCE_MAX_LENGTH,
+    AuthorizationCode,
+    OAuthClient,
+    User,
+    secret_digest,
+)
 from authgate.oauth import issuance
 
 #: Codes this long past their expiry are deleted when new codes are saved.
 CODE_RETENTION_SECONDS = 24 * 3600
+#: A nonce AuthGate can store and look up: printable ASCII (RFC 6749 VSCHAR), bounded.
+NONCE = re.compile(rf"[\x20-\x7e]{{1,{NONCE_MAX_LENGTH}}}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,31 @@ class S256CodeChallenge(CodeChallenge):
         if data.get("code_challenge_method") != "S256":
             raise InvalidRequestError("'code_challenge_method' must be S256.")
         super().validate_code_challenge(grant, redirect_uri)
+
+
+class NonceRule:
+    """Refuse a ``nonce`` that is not 1 to 255 printable ASCII characters (invalid_request).
+
+    Runs once the client and redirect URI are verified, so the error goes back to the
+    client (RFC 6749 4.1.2.1, OIDC Core 3.1.2.6), and before Authlib's replay lookup
+    (:meth:`OpenIDCode.exists_nonce`, an ``after_`` hook) or the code's row see the value:
+    PostgreSQL refuses a NUL in a query and a value longer than the column. A ``before_``
+    hook, because Authlib keeps a hook type's hooks in a set (no order among them).
+    Checked whatever the scope, since the code stores the nonce either way.
+    """
+
+    def __call__(self, grant: grants.AuthorizationCodeGrant) -> None:
+        """Register the check on ``grant`` (an Authlib grant extension)."""
+        grant.register_hook("before_validate_authorization_request_payload", self.validate)
+
+    @staticmethod
+    def validate(grant: grants.AuthorizationCodeGrant, redirect_uri: str) -> None:
+        """Raise InvalidRequestError for a present but malformed ``nonce``."""
+        nonce = grant.request.payload.data.get("nonce")
+        if nonce and not NONCE.fullmatch(nonce):
+            raise InvalidRequestError(
+                f"'nonce' must be at most {NONCE_MAX_LENGTH} printable ASCII characters."
+            )
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):

@@ -34,6 +34,7 @@ from authgate.oauth.endpoints import IntrospectionEndpoint, RevocationEndpoint, 
 from authgate.oauth.grants import (
     AuthorizationCodeGrant,
     ClientCredentialsGrant,
+    NonceRule,
     OpenIDCode,
     RefreshTokenGrant,
     S256CodeChallenge,
@@ -204,7 +205,9 @@ def create_server(app: Flask, protector: ResourceProtector) -> AuthorizationServ
         "client_secret_post", _throttled("client_secret_post", authenticate_client_secret_post)
     )
     server.register_client_auth_method("none", _identified(authenticate_none))
-    server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True), OpenIDCode()])
+    server.register_grant(
+        AuthorizationCodeGrant, [S256CodeChallenge(required=True), NonceRule(), OpenIDCode()]
+    )
     server.register_grant(RefreshTokenGrant)
     server.register_grant(ClientCredentialsGrant)
     server.register_extension(Issuer())
