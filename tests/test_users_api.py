@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from flask.testing import FlaskClient
 
+from authgate import audit
 from authgate.models import User
 from tests.conftest import PASSWORD
 
@@ -48,6 +49,20 @@ def test_username_taken_is_409(client: FlaskClient) -> None:
     register(client, "miguel")
     body = assert_problem(register(client, "miguel"), 409)
     assert "taken" in body["detail"]
+
+
+@pytest.mark.parametrize("settings_overrides", [{"ratelimit_register": "3/hour"}])
+def test_taken_name_registrations_are_throttled_and_audited(
+    client: FlaskClient, settings_overrides: dict[str, str]
+) -> None:
+    """Registrations of a taken name count against the per-address limit like any other
+    (only 409s, never a 429, before) and each refusal is audited as registration.failed."""
+    assert register(client, "miguel").status_code == 201
+    statuses = [register(client, "Miguel").status_code for _ in range(3)]
+    assert statuses == [409, 409, 429]
+    refused = audit.query(event="registration.failed")
+    assert [(e.user_id, e.detail) for e in refused] == [(None, {"reason": "username_taken"})] * 2
+    assert len(audit.query(event="registration.throttled")) == 1
 
 
 @pytest.mark.parametrize("variant", ["Miguel", "MIGUEL", "\uff4d\uff49\uff47\uff55\uff45\uff4c"])

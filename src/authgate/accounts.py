@@ -37,26 +37,35 @@ def check_username(username: object) -> str:
 
 
 def register(username: object, password: object) -> User:
-    """Create an account. Raises InvalidInput, PasswordRejected or UsernameTaken.
+    """Create an account. Raises InvalidInput, PasswordRejected, Throttled or UsernameTaken.
 
+    Every well-formed registration counts against the per-address limit before the name
+    is looked up, taken or not: each costs a hash or answers whether a name exists, so
+    neither is free (ASVS 6.3.1). A taken name is audited (``registration.failed``).
     Uniqueness is enforced by the database, so concurrent registrations of one name
     yield exactly one account.
     """
     name = check_username(username)
     secret = passwords.check_new_password(password, name)
     key = username_key(name)
+    throttle.check_registration()
     if find_by_username(name) is not None:
-        raise UsernameTaken(f"username {name!r} is already taken")
-    throttle.check_registration()  # each registration costs a hash: bounded per address
+        raise _taken(name)
     user = User(username=name, username_key=key, password_hash=passwords.hash_password(secret))
     db.session.add(user)
     try:
         db.session.commit()
     except IntegrityError as exc:
         db.session.rollback()
-        raise UsernameTaken(f"username {name!r} is already taken") from exc
+        raise _taken(name) from exc
     audit.record("user.created", user_id=user.id)
     return user
+
+
+def _taken(name: str) -> UsernameTaken:
+    """Audit a registration refused for a taken name; the error to raise."""
+    audit.record("registration.failed", reason="username_taken")
+    return UsernameTaken(f"username {name!r} is already taken")
 
 
 def get(user_id: int) -> User:

@@ -30,6 +30,7 @@ EVENTS = {
     "| disabled",
     "login.throttled": "a credential check was refused by the throttle (429), before hashing",
     "registration.throttled": "a registration was refused by the per-address limit (429)",
+    "registration.failed": "a registration was refused (409); detail.reason: username_taken",
     "password.rehashed": "a stored hash was upgraded to current argon2id parameters",
     "password.changed": "an account's password was changed; other sessions revoked",
     "user.created": "an account was registered",
