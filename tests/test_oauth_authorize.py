@@ -370,6 +370,78 @@ def test_prompt_login_asks_for_the_password_again(page_client: FlaskClient, user
     assert "code" in redirect_params(page_client.get(path))
 
 
+def test_max_age_zero_asks_for_the_password_again(page_client: FlaskClient, user: User) -> None:
+    """max_age=0 behaves like prompt=login: back to the login page once, then a code."""
+    registration = register()
+    login(page_client)
+    client_id = registration.client.client_id
+    _, challenge = pkce()
+    get_code(page_client, client_id, challenge)
+    path = authorize_path(client_id, challenge, max_age="0")
+    response = page_client.get(path)
+    assert response.status_code == 303 and response.headers["Location"].startswith("/login")
+    login(page_client)
+    assert "code" in redirect_params(page_client.get(path))
+
+
+def test_login_older_than_max_age_is_asked_again_and_id_token_has_auth_time(
+    page_client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login older than max_age (clock moved) sends the person to the login page; a younger
+    one does not; the id_token's auth_time is the new login (OIDC Core 3.1.2.1)."""
+    from authgate import clock
+    from tests.oauth_support import exchange
+    from tests.test_oauth_tokens import verify_with_jwks
+
+    registration = register()
+    client_id = registration.client.client_id
+    start = float(int(clock.timestamp()))  # auth_time is whole seconds
+    now = {"t": start}
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now["t"])
+    login(page_client)
+    verifier, challenge = pkce()
+    get_code(page_client, client_id, challenge)
+    now["t"] = start + 100
+    assert "code" in redirect_params(
+        page_client.get(authorize_path(client_id, challenge, max_age="100"))
+    )
+    path = authorize_path(client_id, challenge, max_age="99")
+    response = page_client.get(path)
+    assert response.status_code == 303 and response.headers["Location"].startswith("/login")
+    login(page_client)
+    code = redirect_params(page_client.get(path))["code"]
+    body = exchange(page_client, registration, code, verifier).get_json()
+    assert verify_with_jwks(page_client, body["id_token"])["auth_time"] == int(start + 100)
+
+
+def test_max_age_exceeded_with_prompt_none_is_login_required(
+    page_client: FlaskClient, user: User
+) -> None:
+    """prompt=none never shows the login page: a too old login is login_required."""
+    registration = register()
+    login(page_client)
+    client_id = registration.client.client_id
+    _, challenge = pkce()
+    get_code(page_client, client_id, challenge)
+    path = authorize_path(client_id, challenge, max_age="0", prompt="none", state="mn")
+    params = redirect_params(page_client.get(path))
+    assert params["error"] == "login_required" and params["state"] == "mn"
+
+
+@pytest.mark.parametrize("max_age", ["-1", "1.5", "abc", "", "1e3", "\u0661", "12345678901"])
+def test_malformed_max_age_is_invalid_request(
+    page_client: FlaskClient, user: User, max_age: str
+) -> None:
+    """max_age must be a non-negative integer: anything else is invalid_request to the client."""
+    registration = register()
+    login(page_client)
+    _, challenge = pkce()
+    path = authorize_path(registration.client.client_id, challenge, max_age=max_age, state="ma")
+    params = redirect_params(page_client.get(path))
+    assert params["error"] == "invalid_request" and "max_age" in params["error_description"]
+    assert params["state"] == "ma"
+
+
 def test_login_session_expires(
     page_client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -37,6 +37,8 @@ from authgate.oauth import issuance
 CODE_RETENTION_SECONDS = 24 * 3600
 #: A nonce AuthGate can store and look up: printable ASCII (RFC 6749 VSCHAR), bounded.
 NONCE = re.compile(rf"[\x20-\x7e]{{1,{NONCE_MAX_LENGTH}}}")
+#: OIDC ``max_age``: a non-negative integer, in seconds (ten digits: over 300 years).
+MAX_AGE = re.compile(r"[0-9]{1,10}")
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     """The authorization code grant; codes are stored as digests and single use."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+    #: OIDC ``max_age`` of the request, in seconds; set by :class:`OpenIDCode`.
+    max_age: int | None = None
 
     def save_authorization_code(self, code: str, request: OAuth2Request) -> None:
         """Store the code's digest with everything the token request will check."""
@@ -188,6 +192,20 @@ def _replayed(row: AuthorizationCode, client: OAuthClient) -> None:
 
 class OpenIDCode(oidc_grants.OpenIDCode):
     """OIDC on the code grant: an ES256 ``id_token`` signed by the active key."""
+
+    def validate_openid_authorization_request(self, grant: Any, redirect_uri: str) -> None:
+        """Authlib's checks (the ``nonce`` replay) plus ``max_age`` (OIDC Core 3.1.2.1).
+
+        A ``max_age`` that is not a non-negative integer is invalid_request, sent to the
+        verified client; a good one is kept on the grant (``grant.max_age``) for the
+        authorization page, which asks for the password again when the login is older.
+        """
+        max_age = grant.request.payload.data.get("max_age")
+        if max_age is not None:
+            if not MAX_AGE.fullmatch(max_age):
+                raise InvalidRequestError("'max_age' must be a non-negative integer.")
+            grant.max_age = int(max_age)
+        super().validate_openid_authorization_request(grant, redirect_uri)
 
     def exists_nonce(self, nonce: str, request: OAuth2Request) -> bool:
         """True when this client already used ``nonce`` (replay of an authentication)."""

@@ -6,10 +6,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from authlib.oauth2 import OAuth2Error
-from authlib.oidc.core.errors import ConsentRequiredError
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import Response, make_response, redirect, render_template, request, url_for
 
-from authgate import accounts, audit, consents, oauth
+from authgate import accounts, audit, clock, consents, oauth
 from authgate.app_state import settings
 from authgate.errors import AuthGateError, InvalidCredentials
 from authgate.oauth.grants import Approval
@@ -138,11 +138,26 @@ def authorize() -> Response:
     except OAuth2Error as error:
         return _refused(error)
     fresh = login_session.take_fresh_login() if request.method == "GET" else True
-    if person is None or (grant.prompt == "login" and not fresh):
+    if person is not None and not fresh and _must_log_in_again(grant, person):
+        if "none" in (request.values.get("prompt") or "").split():
+            return _refused(LoginRequiredError(redirect_uri=grant.redirect_uri))
+        person = None
+    if person is None:
         return redirect(url_for("web.login", next=request.full_path), code=303)
     if request.method == "POST":
         return _decided(grant, person, request.form.get("decision") == "allow")
     return _ask(grant, person)
+
+
+def _must_log_in_again(grant: Any, person: login_session.Person) -> bool:
+    """True when the request wants the password typed again: ``prompt=login``, or a login
+    more than ``max_age`` seconds old (``max_age=0``: always), OIDC Core 3.1.2.1."""
+    if grant.prompt == "login":
+        return True
+    max_age = grant.max_age
+    if max_age is None:
+        return False
+    return max_age == 0 or clock.timestamp() - person.auth_time > max_age
 
 
 def _vschar(value: str) -> bool:
