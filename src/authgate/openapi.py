@@ -78,6 +78,7 @@ AUTHORIZE_PARAMETERS = tuple(
         "code_challenge_method",
         "nonce",
         "prompt",
+        "max_age",
     )
 )
 
