@@ -414,6 +414,29 @@ def test_login_older_than_max_age_is_asked_again_and_id_token_has_auth_time(
     assert verify_with_jwks(page_client, body["id_token"])["auth_time"] == int(start + 100)
 
 
+def test_a_login_no_authorization_followed_does_not_count_as_fresh_later(
+    page_client: FlaskClient, user: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A login on /login sets a one-use "just typed" flag for the authorization request it
+    leads to. Left unused, it must not satisfy max_age or prompt=login minutes later."""
+    from authgate import clock
+
+    registration = register()
+    client_id = registration.client.client_id
+    start = float(int(clock.timestamp()))
+    now = {"t": start}
+    monkeypatch.setattr(clock, "timestamp", lambda *_: now["t"])
+    login(page_client)
+    _, challenge = pkce()
+    get_code(page_client, client_id, challenge)  # consent remembered; the flag used up
+    for params in ({"max_age": "60"}, {"prompt": "login"}):
+        login(page_client)  # a login that no authorization request follows
+        now["t"] += 1000
+        response = page_client.get(authorize_path(client_id, challenge, **params))
+        assert response.status_code == 303, params
+        assert response.headers["Location"].startswith("/login"), params
+
+
 def test_max_age_exceeded_with_prompt_none_is_login_required(
     page_client: FlaskClient, user: User
 ) -> None:

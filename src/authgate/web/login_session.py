@@ -26,6 +26,8 @@ AUTH_TIME_KEY = "auth_time"
 MARK_KEY = "mark"
 #: Set by a login, consumed by the next authorization request (OIDC ``prompt=login``).
 FRESH_KEY = "fresh_login"
+#: How long after the login that flag still counts (the redirect back takes a moment).
+FRESH_LOGIN_SECONDS = 60
 
 
 class SessionInterface(SecureCookieSessionInterface):
@@ -102,5 +104,13 @@ def _logged_out_everywhere(user: User, auth_time: int) -> bool:
 
 
 def take_fresh_login() -> bool:
-    """True (once) when the password was typed just before this request."""
-    return bool(session.pop(FRESH_KEY, False))
+    """True (once) when the password was typed just before this request: the login set
+    the flag and was at most :data:`FRESH_LOGIN_SECONDS` ago (a flag left by a login that
+    no authorization request followed goes stale)."""
+    flagged = session.pop(FRESH_KEY, False)
+    auth_time = session.get(AUTH_TIME_KEY)
+    return (
+        flagged is True
+        and isinstance(auth_time, int)
+        and clock.timestamp() - auth_time <= FRESH_LOGIN_SECONDS
+    )

@@ -138,8 +138,8 @@ def authorize() -> Response:
     except OAuth2Error as error:
         return _refused(error)
     fresh = login_session.take_fresh_login() if request.method == "GET" else True
-    if person is not None and not fresh and _must_log_in_again(grant, person):
-        if "none" in (request.values.get("prompt") or "").split():
+    if person is not None and _must_log_in_again(grant, person, fresh):
+        if "none" in (request.args.get("prompt") or "").split():
             return _refused(LoginRequiredError(redirect_uri=grant.redirect_uri))
         person = None
     if person is None:
@@ -149,15 +149,16 @@ def authorize() -> Response:
     return _ask(grant, person)
 
 
-def _must_log_in_again(grant: Any, person: login_session.Person) -> bool:
-    """True when the request wants the password typed again: ``prompt=login``, or a login
-    more than ``max_age`` seconds old (``max_age=0``: always), OIDC Core 3.1.2.1."""
-    if grant.prompt == "login":
-        return True
-    max_age = grant.max_age
-    if max_age is None:
-        return False
-    return max_age == 0 or clock.timestamp() - person.auth_time > max_age
+def _must_log_in_again(grant: Any, person: login_session.Person, fresh: bool) -> bool:
+    """True when the request wants the password typed again (OIDC Core 3.1.2.1).
+
+    ``prompt=login`` and ``max_age=0`` want it typed for this request (``fresh``: just
+    before it); any other ``max_age`` wants a login at most that many seconds old,
+    judged by ``auth_time`` alone.
+    """
+    if grant.prompt == "login" or grant.max_age == 0:
+        return not fresh
+    return grant.max_age is not None and clock.timestamp() - person.auth_time > grant.max_age
 
 
 def _vschar(value: str) -> bool:
