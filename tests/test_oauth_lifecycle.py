@@ -383,3 +383,19 @@ def test_withdrawing_one_consent_keeps_grants_only_another_consent_covers(
     assert withdrawn.status_code == 204
     assert refresh(page_client, registration, narrow["refresh_token"]).status_code == 400
     assert refresh(page_client, registration, wide["refresh_token"]).status_code == 200
+
+
+def test_withdrawing_the_wider_consent_keeps_the_narrow_consents_grant(
+    page_client: FlaskClient, user: User
+) -> None:
+    """Withdrawing the wider consent revokes its grant; the grant of the "openid" consent,
+    which still stands, lives on."""
+    registration = register()
+    narrow = full_flow(page_client, registration, scope="openid")
+    wide = full_flow(page_client, registration)
+    auth = basic("miguel", PASSWORD)
+    listed = page_client.get("/api/users/me/consents", headers=auth).get_json()["consents"]
+    wide_id = next(c["id"] for c in listed if c["scope"] != "openid")
+    assert page_client.delete(f"/api/users/me/consents/{wide_id}", headers=auth).status_code == 204
+    assert refresh(page_client, registration, wide["refresh_token"]).status_code == 400
+    assert refresh(page_client, registration, narrow["refresh_token"]).status_code == 200

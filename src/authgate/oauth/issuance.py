@@ -281,14 +281,16 @@ def revoke_code_grant(code: AuthorizationCode) -> int:
 
 
 def revoke_consent(consent: Consent) -> int:
-    """Revoke every grant of the consent's user and client that it covers; how many.
+    """Revoke the grants ``consent`` stood for; how many were revoked.
 
-    Grants are found through the grant (token family) itself, never through code rows,
-    which are deleted a day after they expire (``CODE_RETENTION_SECONDS``) while a grant
-    lives on for up to ``AUTHGATE_REFRESH_TOKEN_ABSOLUTE_TTL``. A grant's scope is always
-    within the consent it was obtained under, so every grant obtained with ``consent``
-    is revoked; so is any grant of that client that no other consent of the user covers.
+    Those are the grants its codes were redeemed for, and every grant of the same user and
+    client that no remaining consent of theirs covers. The second part finds grants whose
+    code rows are gone (they are deleted a day after they expire,
+    ``CODE_RETENTION_SECONDS``, while a grant lives up to
+    ``AUTHGATE_REFRESH_TOKEN_ABSOLUTE_TTL``); a grant a remaining consent covers stays, as
+    the client could obtain it again without asking.
     """
+    by_code = select(AuthorizationCode.family_id).where(AuthorizationCode.consent_id == consent.id)
     families = db.session.scalars(
         select(TokenFamily).where(
             TokenFamily.user_id == consent.user_id,
@@ -296,6 +298,7 @@ def revoke_consent(consent: Consent) -> int:
             TokenFamily.revoked_at.is_(None),
         )
     ).all()
+    linked = set(db.session.scalars(by_code))
     others = db.session.scalars(
         select(Consent).where(
             Consent.user_id == consent.user_id,
@@ -306,10 +309,11 @@ def revoke_consent(consent: Consent) -> int:
 
     def withdrawn(family: TokenFamily) -> bool:
         scope = family.scope or ""
-        return consent.covers(scope) or not any(other.covers(scope) for other in others)
+        return family.id in linked or not any(other.covers(scope) for other in others)
 
-    doomed = [family for family in families if withdrawn(family)]
-    return _revoke_families(doomed, "consent_withdrawn")
+    return _revoke_families(
+        [family for family in families if withdrawn(family)], "consent_withdrawn"
+    )
 
 
 def revoke_client(client_id: str) -> int:
