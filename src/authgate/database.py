@@ -10,7 +10,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 
 from authgate.extensions import db
 
@@ -65,7 +65,8 @@ def _alembic_config() -> Config:
 
 
 def upgrade(revision: str = "head") -> None:
-    """Bring the current app's database to ``revision`` (inside an app context)."""
+    """Bring the current app's database to ``revision`` (inside an app context), in one
+    transaction: a failed upgrade leaves the database as it was."""
     config = _alembic_config()
     with db.engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
@@ -77,15 +78,22 @@ def upgrade(revision: str = "head") -> None:
             connection.commit()
         try:
             with connection.begin():
+                if sqlite and not _in_transaction(connection):
+                    # Python's sqlite3 opens no transaction before DDL by itself.
+                    connection.exec_driver_sql("BEGIN")
                 if connection.dialect.name == "postgresql":
                     # Migrations may rewrite big tables: the statement timeout is for requests.
                     connection.exec_driver_sql("SET LOCAL statement_timeout = 0")
                 config.attributes["connection"] = connection
                 command.upgrade(config, revision)
         finally:
-            if sqlite:
-                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
-                connection.commit()
+            if sqlite:  # never back to the pool with foreign keys off
+                connection.invalidate()
+
+
+def _in_transaction(connection: Connection) -> bool:
+    """True when the sqlite3 connection under ``connection`` has a transaction open."""
+    return bool(getattr(connection.connection.dbapi_connection, "in_transaction", False))
 
 
 def current_revision() -> str | None:
