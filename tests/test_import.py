@@ -136,3 +136,18 @@ def test_imported_users_log_in_and_get_argon2id(tmp_path: Path, cli_env: dict[st
         assert new.get_json()["id"] == 6
         db.session.remove()
         db.engine.dispose()
+
+
+def test_import_never_hands_out_a_deleted_accounts_id(app: object) -> None:
+    """Neither an imported row nor the next registration gets the id of a deleted account,
+    however the ids were spent (on PostgreSQL the id sequence only ever moves forward)."""
+    from authgate import accounts, importer
+
+    hashed = sha256_crypt.hash("cat")
+    importer.import_users([(1, "first", hashed), (10, "tenth", hashed)])
+    spent = accounts.register("eleventh", "correct horse battery staple")
+    accounts.delete(spent, "correct horse battery staple")
+    report = importer.import_users([(5, "fifth", hashed), (spent.id, "again", hashed)])
+    assert report.imported == [5]
+    assert report.conflicts == [f"id {spent.id} ('again'): id already exists"]
+    assert accounts.register("next", "correct horse battery staple").id > spent.id

@@ -10,7 +10,7 @@ from sqlalchemy import MetaData, Table, create_engine, func, select, text
 from authgate import accounts, audit, passwords
 from authgate.errors import InvalidInput
 from authgate.extensions import db
-from authgate.models import User
+from authgate.models import AuditEvent, User
 
 
 @dataclass
@@ -49,10 +49,12 @@ def import_users(rows: Iterable[tuple[int, str, str]], dry_run: bool = False) ->
     """Insert ``rows`` keeping their ids; skip and report every conflict.
 
     A conflict is an id or (normalised) username already taken, an invalid username,
-    or a hash format AuthGate cannot verify. All accepted rows commit together.
+    or a hash format AuthGate cannot verify. An id is taken also when a deleted account
+    had it (the audit log remembers it): ids are never given to a second account. All
+    accepted rows commit together.
     """
     report = ImportReport(dry_run=dry_run)
-    taken_ids = set(db.session.scalars(select(User.id)))
+    taken_ids = set(db.session.scalars(select(User.id))) | _deleted_user_ids()
     taken_names = set(db.session.scalars(select(User.username_key)))
     for user_id, username, password_hash in rows:
         problem = _conflict(user_id, username, password_hash, taken_ids, taken_names)
@@ -93,13 +95,24 @@ def _conflict(
     return None
 
 
+def _deleted_user_ids() -> set[int]:
+    """Ids of accounts the audit log mentions, deleted ones included."""
+    query = select(AuditEvent.user_id).where(AuditEvent.user_id.is_not(None)).distinct()
+    return set(db.session.scalars(query))
+
+
 def _advance_id_sequence() -> None:
-    """After explicit ids, move PostgreSQL's serial past them (SQLite needs nothing)."""
+    """After explicit ids, move PostgreSQL's serial past them, never back (it may be past
+    them already, after deleted accounts). SQLite's AUTOINCREMENT counter needs nothing."""
     if db.engine.dialect.name != "postgresql":
         return
     top = db.session.scalar(select(func.max(User.id))) or 0
     db.session.execute(
-        text("SELECT setval(pg_get_serial_sequence('users', 'id'), :top, true)"),
+        text(
+            "SELECT setval(s::regclass,"
+            " GREATEST(:top, coalesce(pg_sequence_last_value(s::regclass), 0)), true)"
+            " FROM pg_get_serial_sequence('users', 'id') AS s"
+        ),
         {"top": max(top, 1)},
     )
     db.session.commit()
