@@ -25,6 +25,7 @@ from authgate.models import (
     AuthorizationCode,
     Consent,
     OAuthClient,
+    is_vschar,
     secret_digest,
 )
 from authgate.oauth import issuance
@@ -162,11 +163,7 @@ def create(
 
 def is_client_id(value: object) -> bool:
     """True when ``value`` could be a client id: 1 to 64 RFC 6749 VSCHARs (printable ASCII)."""
-    return (
-        isinstance(value, str)
-        and 0 < len(value) <= 64
-        and all(" " <= char <= "~" for char in value)
-    )
+    return is_vschar(value, 64)
 
 
 # Built once (every token request looks its client up); the id is bound at execution.

@@ -346,6 +346,20 @@ class OAuthClient(db.Model):  # type: ignore[name-defined]
 NONCE_MAX_LENGTH = 255
 
 
+def is_vschar(value: object, max_length: int) -> bool:
+    """True when ``value`` is 1 to ``max_length`` RFC 6749 VSCHAR characters (0x20-0x7E).
+
+    What an identifier sent by a client must look like before a query sees it: anything
+    else (a NUL, which PostgreSQL refuses in a query; more than the column holds) can
+    match no row.
+    """
+    return (
+        isinstance(value, str)
+        and 0 < len(value) <= max_length
+        and all(" " <= char <= "~" for char in value)
+    )
+
+
 class AuthorizationCode(db.Model):  # type: ignore[name-defined]
     """A single-use authorization code, stored only as a digest (Authlib's code mixins).
 

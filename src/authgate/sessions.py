@@ -25,7 +25,6 @@ import datetime as dt
 import hashlib
 import hmac
 import math
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -37,13 +36,11 @@ from authgate import audit, clock, revocation, tokens
 from authgate.config import derive_key
 from authgate.errors import InvalidCredentials, InvalidRefreshToken, InvalidToken, NotFound
 from authgate.extensions import db
-from authgate.models import RefreshToken, TokenFamily, User
+from authgate.models import RefreshToken, TokenFamily, User, is_vschar
 
 #: 256 random bits.
 REFRESH_TOKEN_BYTES = 32
 FAMILY_ID_BYTES = 16
-#: What a family id may look like (the column's width, printable ASCII).
-FAMILY_ID = re.compile(r"[\x20-\x7e]{1,64}")
 #: Families dead (expired or revoked) for this long are deleted, with their refresh tokens.
 PURGE_AFTER = dt.timedelta(days=1)
 #: Anything outside these lengths is not one of our refresh tokens (43 characters).
@@ -378,17 +375,9 @@ def live_sessions(user: User) -> list[TokenFamily]:
     )
 
 
-def _is_family_id(value: object) -> bool:
-    """True when ``value`` could be a family id: 1 to 64 printable ASCII characters.
-
-    Anything else (a NUL, which PostgreSQL refuses in a query) is nobody's session.
-    """
-    return isinstance(value, str) and bool(FAMILY_ID.fullmatch(value))
-
-
 def end_session(user: User, family_id: str) -> None:
     """Revoke one of ``user``'s families; NotFound if it is not theirs, unknown or malformed."""
-    family = db.session.get(TokenFamily, family_id) if _is_family_id(family_id) else None
+    family = db.session.get(TokenFamily, family_id) if is_vschar(family_id, 64) else None
     if family is None or family.user_id != user.id:
         raise NotFound("no such session")
     revoke_family(family, reason="ended")

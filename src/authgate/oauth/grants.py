@@ -29,14 +29,13 @@ from authgate.models import (
     AuthorizationCode,
     OAuthClient,
     User,
+    is_vschar,
     secret_digest,
 )
 from authgate.oauth import issuance
 
 #: Codes this long past their expiry are deleted when new codes are saved.
 CODE_RETENTION_SECONDS = 24 * 3600
-#: A nonce AuthGate can store and look up: printable ASCII (RFC 6749 VSCHAR), bounded.
-NONCE = re.compile(rf"[\x20-\x7e]{{1,{NONCE_MAX_LENGTH}}}")
 #: OIDC ``max_age``: a non-negative integer, in seconds (ten digits: over 300 years).
 MAX_AGE = re.compile(r"[0-9]{1,10}")
 
@@ -95,7 +94,7 @@ class NonceRule:
     def validate(grant: grants.AuthorizationCodeGrant, redirect_uri: str) -> None:
         """Raise InvalidRequestError for a present but malformed ``nonce``."""
         nonce = grant.request.payload.data.get("nonce")
-        if nonce and not NONCE.fullmatch(nonce):
+        if nonce and not is_vschar(nonce, NONCE_MAX_LENGTH):
             raise InvalidRequestError(
                 f"'nonce' must be at most {NONCE_MAX_LENGTH} printable ASCII characters."
             )
