@@ -356,28 +356,18 @@ def test_prompt_none_without_login_is_login_required(page_client: FlaskClient, u
     assert redirect_params(page_client.get(path))["error"] == "login_required"
 
 
-def test_prompt_login_asks_for_the_password_again(page_client: FlaskClient, user: User) -> None:
-    """prompt=login sends a logged-in person back to the login page once."""
+@pytest.mark.parametrize("params", [{"prompt": "login"}, {"max_age": "0"}])
+def test_prompt_login_or_max_age_zero_asks_for_the_password_again(
+    page_client: FlaskClient, user: User, params: dict[str, str]
+) -> None:
+    """prompt=login, and max_age=0 alike, send a logged-in person back to the login page
+    once, then give a code."""
     registration = register()
     login(page_client)
     client_id = registration.client.client_id
     _, challenge = pkce()
     get_code(page_client, client_id, challenge)
-    path = authorize_path(client_id, challenge, prompt="login")
-    response = page_client.get(path)
-    assert response.status_code == 303 and response.headers["Location"].startswith("/login")
-    login(page_client)
-    assert "code" in redirect_params(page_client.get(path))
-
-
-def test_max_age_zero_asks_for_the_password_again(page_client: FlaskClient, user: User) -> None:
-    """max_age=0 behaves like prompt=login: back to the login page once, then a code."""
-    registration = register()
-    login(page_client)
-    client_id = registration.client.client_id
-    _, challenge = pkce()
-    get_code(page_client, client_id, challenge)
-    path = authorize_path(client_id, challenge, max_age="0")
+    path = authorize_path(client_id, challenge, **params)
     response = page_client.get(path)
     assert response.status_code == 303 and response.headers["Location"].startswith("/login")
     login(page_client)

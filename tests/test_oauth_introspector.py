@@ -39,18 +39,24 @@ def test_introspector_needs_no_grant_and_must_be_confidential(app: Flask) -> Non
         clients.create("No grants", "confidential", [], "", [])
 
 
+def _machine_token(client: FlaskClient) -> tuple[clients.Registration, str]:
+    """A client-credentials client and an access token it obtained."""
+    machine_client = register(grants=("client_credentials",), scope="resource:read")
+    token = client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers=client_auth(machine_client),
+    ).get_json()["access_token"]
+    return machine_client, token
+
+
 def test_introspector_sees_first_party_and_other_clients_tokens(
     client: FlaskClient, user: User
 ) -> None:
     """First-party and other clients' access tokens read active; an ordinary client's view is
     unchanged; a revoked first-party token reads inactive."""
     resource_server = _introspector()
-    machine_client = register(grants=("client_credentials",), scope="resource:read")
-    machine = client.post(
-        "/oauth/token",
-        data={"grant_type": "client_credentials"},
-        headers=client_auth(machine_client),
-    ).get_json()["access_token"]
+    machine_client, machine = _machine_token(client)
     first_party = client.get("/api/token", headers=basic("miguel", PASSWORD)).get_json()["token"]
 
     own = _introspect(client, resource_server, first_party)
@@ -79,12 +85,7 @@ def test_introspector_cannot_obtain_tokens(client: FlaskClient, app: Flask) -> N
 def test_deleted_clients_machine_token_reads_inactive(client: FlaskClient, app: Flask) -> None:
     """A client-credentials token of a deleted client is inactive, as /api/resource refuses it."""
     resource_server = _introspector()
-    machine_client = register(grants=("client_credentials",), scope="resource:read")
-    machine = client.post(
-        "/oauth/token",
-        data={"grant_type": "client_credentials"},
-        headers=client_auth(machine_client),
-    ).get_json()["access_token"]
+    machine_client, machine = _machine_token(client)
     assert _introspect(client, resource_server, machine)["active"] is True
     clients.delete_client(machine_client.client.client_id)
     assert client.get("/api/resource", headers=bearer(machine)).status_code == 401
