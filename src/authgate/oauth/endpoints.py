@@ -64,6 +64,7 @@ class IntrospectionEndpoint(_IntrospectionEndpoint):
             request.form["token"],
             request.form.get("token_type_hint"),
             first_party=client.can_introspect,
+            asking=client.client_id,
         )
         if token is not None and self.check_permission(token, client, request):
             return token

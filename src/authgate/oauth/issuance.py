@@ -226,7 +226,7 @@ def record(token: dict[str, Any], request: OAuth2Request) -> None:
 
 
 def find_token(
-    token: str, hint: str | None, first_party: bool = False
+    token: str, hint: str | None, first_party: bool = False, asking: str | None = None
 ) -> IssuedAccessToken | IssuedRefreshToken | None:
     """The OAuth token ``token`` names, or None (unknown, expired, revoked, first-party,
     or an access token whose client or user no longer exists).
@@ -234,7 +234,8 @@ def find_token(
     No hint is needed: access tokens are JWTs, refresh tokens opaque. A refresh token is
     returned even when spent or revoked (its ``is_revoked`` says so), so that the refresh
     grant can detect reuse. ``first_party`` also finds AuthGate's own access tokens (for
-    resource servers allowed to introspect them).
+    resource servers allowed to introspect them). ``asking`` is the id of the
+    authenticated client that asks (it exists: its tokens need no lookup).
     """
     if tokens.looks_like_jwt(token):
         try:
@@ -246,7 +247,8 @@ def find_token(
             # is inactive once the client is gone (as /api/resource refuses it). A person's
             # token needs no lookup: deleting the user or the client revoked it.
             access = protection.AccessToken(claims)
-            if not access.has_user and access.get_client() is None:
+            machine = not access.has_user
+            if machine and access.client_id != asking and access.get_client() is None:
                 return None
             return IssuedAccessToken(claims)
         return IssuedAccessToken(claims) if first_party else None
