@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import stat
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
-from authgate.config import ConfigError, Settings
+from authgate.config import ConfigError, Settings, _development_secret
 
 STRONG = "k8Jq2Lm4Np6Rs8Tv0Wx2Yz4Ab6Cd8Ef0Gh2"
 
@@ -123,3 +124,28 @@ def test_serve_refuses_to_start_in_production_with_weak_secret(tmp_path: Path) -
     )
     assert result.exit_code == 2
     assert "refusing to start" in result.output
+
+
+@pytest.mark.parametrize("variable", ["AUTHGATE_SECRET_KEY_FILE", "AUTHGATE_METRICS_TOKEN_FILE"])
+def test_an_empty_or_missing_secret_file_is_refused(tmp_path: Path, variable: str) -> None:
+    """A secret file that is empty (a mount that failed to fill) or missing stops the start
+    with a ConfigError: it never means "no secret" (for the metrics token: no token)."""
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    for path in (empty, tmp_path / "missing"):
+        with pytest.raises(ConfigError, match=variable):
+            Settings.from_env({variable: str(path), "AUTHGATE_INSTANCE_PATH": str(tmp_path)})
+
+
+def test_development_secret_is_never_read_half_written(tmp_path: Path) -> None:
+    """Processes starting together on a fresh instance all get the one full secret; an
+    empty secret file (a crash of an older version) is refused, not used."""
+    instance = tmp_path / "instance"
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        found = set(pool.map(lambda _: _development_secret(instance), range(64)))
+    assert len(found) == 1 and len(found.pop()) >= 64
+    assert stat.S_IMODE(instance.stat().st_mode) == 0o700
+    assert [p.name for p in instance.iterdir()] == ["secret_key"]
+    (instance / "secret_key").write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        _development_secret(instance)

@@ -6,12 +6,14 @@ Nothing else in AuthGate reads ``os.environ``: every module receives a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import ipaddress
 import os
 import re
 import secrets
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -241,10 +243,10 @@ class Settings:
                 values[field.name] = _parse(field.name, raw, field.type)
         secret_file = env.get("AUTHGATE_SECRET_KEY_FILE")
         if secret_file and "secret_key" not in values:
-            values["secret_key"] = Path(secret_file).read_text().strip()
+            values["secret_key"] = _read_secret("AUTHGATE_SECRET_KEY_FILE", secret_file)
         token_file = env.get("AUTHGATE_METRICS_TOKEN_FILE")
         if token_file and "metrics_token" not in values:
-            values["metrics_token"] = Path(token_file).read_text().strip()
+            values["metrics_token"] = _read_secret("AUTHGATE_METRICS_TOKEN_FILE", token_file)
         values.update(overrides)
         settings = cls(**values)
         return settings.resolved()
@@ -423,14 +425,35 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
     return raw
 
 
-def _development_secret(instance: Path) -> str:
-    """Read or create ``instance/secret_key`` with mode 0600 (development only)."""
-    instance.mkdir(parents=True, exist_ok=True)
-    path = instance / "secret_key"
+def _read_secret(variable: str, path: str) -> str:
+    """The secret in the file ``variable`` names; ConfigError if it is unreadable or empty
+    (an empty file must not mean "no secret": a mount that failed to fill would open the
+    door the secret guards)."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+    if not secret:
+        raise ConfigError(f"{variable}: {path} is empty")
+    return secret
+
+
+def _development_secret(instance: Path) -> str:
+    """Read or create ``instance/secret_key`` with mode 0600 (development only).
+
+    The file appears with its content or not at all (written aside, then linked into
+    place), so a process starting at the same moment never reads it half-written; an
+    empty one (from a crash of an older version) is refused, not used as the secret.
+    """
+    instance.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = instance / "secret_key"
+    if not path.exists():
+        fd, spare = tempfile.mkstemp(dir=instance, prefix=".secret_key.")  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            with contextlib.suppress(FileExistsError):  # another process was first
+                os.link(spare, path)
+        finally:
+            os.unlink(spare)
+    return _read_secret("the development secret", str(path))
