@@ -305,6 +305,24 @@ def test_introspection_needs_both_id_and_secret(issuer: FakeIssuer) -> None:
         Verifier(issuer.url, introspect_client_id="rs")
 
 
+def test_introspection_options_can_be_given_in_code(issuer: FakeIssuer) -> None:
+    """The introspection client given as an option (RequireToken, AuthGateResource) is
+    used, and wins over the configuration's."""
+    config = {
+        "AUTHGATE_ISSUER": issuer.url,
+        "AUTHGATE_INTROSPECT_CLIENT_ID": "from-config",
+        "AUTHGATE_INTROSPECT_CLIENT_SECRET": "config-secret",
+    }
+    verifier = Verifier.from_config(
+        config, introspect_client_id="rs", introspect_client_secret="rs-secret"
+    )
+    assert verifier._introspect == ("rs", "rs-secret")
+    assert Verifier.from_config(config)._introspect == ("from-config", "config-secret")
+    RequireToken(
+        Flask(__name__), issuer.url, introspect_client_id="rs", introspect_client_secret="s"
+    )
+
+
 def _orders_app(issuer: FakeIssuer, **config: Any) -> Flask:
     app = Flask(__name__)
     app.config.update(AUTHGATE_ISSUER=issuer.url, **config)

@@ -425,12 +425,12 @@ class Verifier:
         cache = setting("AUTHGATE_INTROSPECT_CACHE_SECONDS")
         if cache is not None:
             options.setdefault("introspect_cache_seconds", float(cache))
-        return cls(
-            str(issuer),
-            introspect_client_id=setting("AUTHGATE_INTROSPECT_CLIENT_ID"),
-            introspect_client_secret=setting("AUTHGATE_INTROSPECT_CLIENT_SECRET"),
-            **options,
+        # Options given in code win over the configuration.
+        options.setdefault("introspect_client_id", setting("AUTHGATE_INTROSPECT_CLIENT_ID"))
+        options.setdefault(
+            "introspect_client_secret", setting("AUTHGATE_INTROSPECT_CLIENT_SECRET")
         )
+        return cls(str(issuer), **options)
 
     @property
     def _http(self) -> httpx.Client:
