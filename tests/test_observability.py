@@ -246,6 +246,23 @@ def test_metrics_through_a_trusted_proxy_use_the_forwarded_address(client: Flask
     assert client.get("/metrics", headers={"X-Forwarded-For": "198.51.100.1"}).status_code == 404
 
 
+@pytest.mark.parametrize("settings_overrides", [{"trusted_proxies": "127.0.0.1"}])
+@pytest.mark.parametrize(
+    "forwarded",
+    ["9.9.9.9 user_id=1 ip=8.8.8.8", "1" * 100, "fe80::1%" + "x" * 80, "not an address"],
+)
+def test_a_forwarded_address_that_is_no_ip_address_is_not_the_clients(
+    client: FlaskClient, user: User, forwarded: str
+) -> None:
+    """What a trusted proxy forwards becomes the client's address only if it is an IP
+    address; anything else (log fields, a string longer than the audit column) leaves the
+    proxy's own address, and the request is answered normally."""
+    headers = {"X-Forwarded-For": forwarded, **basic("miguel", "wrong password here")}
+    assert client.get("/api/token", headers=headers).status_code == 401
+    row = db.session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
+    assert row is not None and row.ip == "127.0.0.1"
+
+
 @pytest.mark.parametrize("settings_overrides", [{"metrics_token": METRICS_TOKEN}])
 def test_metrics_token_is_required_when_configured(client: FlaskClient) -> None:
     """With a metrics token: no or a wrong Bearer token is a 401, the right one reads."""

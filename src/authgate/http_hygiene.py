@@ -60,8 +60,23 @@ class TrustedProxies:
         networks: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
     ) -> None:
         self.plain = app
-        self.fixed = ProxyFix(app, x_for=1, x_proto=1, x_host=0, x_port=0, x_prefix=0)
+        self.fixed = ProxyFix(self._checked, x_for=1, x_proto=1, x_host=0, x_port=0, x_prefix=0)
         self.networks = list(networks)
+
+    def _checked(self, environ: WSGIEnvironment, start_response: StartResponse) -> Any:
+        """Keep the forwarded client address only if it is an IP address: a proxy that
+        passes client text on must not put log fields, or a string too long for the audit
+        table's column, where the address goes. Else the proxy's own address stays."""
+        forwarded = environ.get("REMOTE_ADDR", "")
+        try:
+            address = ipaddress.ip_address(forwarded)
+        except ValueError:
+            address = None
+        if address is None or getattr(address, "scope_id", None):
+            environ["REMOTE_ADDR"] = environ["werkzeug.proxy_fix.orig"]["REMOTE_ADDR"]
+        else:
+            environ["REMOTE_ADDR"] = str(address)
+        return self.plain(environ, start_response)
 
     def trusts(self, peer: str) -> bool:
         """True when ``peer`` (the TCP peer address) is one of the trusted proxies."""
