@@ -214,6 +214,26 @@ def test_wrong_issuer_or_audience_is_refused(client: FlaskClient, user: User, cl
     assert_refused(client, token)
 
 
+@pytest.mark.parametrize(("ahead", "accepted"), [(4, True), (30, False)])
+def test_a_token_from_a_clock_a_little_ahead_is_valid_at_once(
+    client: FlaskClient, user: User, ahead: int, accepted: bool
+) -> None:
+    """Instances' clocks differ a little: a token whose ``iat`` is up to the skew allowance
+    (5 s) in this instance's future is valid here at once, and can be revoked here at once;
+    one further ahead is refused."""
+    get_token(client)
+    kid, key = keys.signing_key()
+    now = int(clock.timestamp())
+    claims = _claims(user, iat=now + ahead, exp=now + ahead + 600, jti=f"ahead-{ahead}")
+    token = _forge(client.application, {"alg": "ES256", "kid": kid}, claims, key)
+    if not accepted:
+        assert_refused(client, token)
+        return
+    assert client.get("/api/resource", headers=bearer(token)).status_code == 200
+    assert client.post("/api/token/revoke", json={"token": token}).status_code == 200
+    assert client.get("/api/resource", headers=bearer(token)).status_code == 401
+
+
 def test_token_of_deleted_user_is_refused(client: FlaskClient, user: User) -> None:
     """A token naming a user who no longer exists grants nothing."""
     from authgate import accounts

@@ -235,8 +235,21 @@ def verify_access_token(
     return claims
 
 
+class _ClaimsRegistry(JWTClaimsRegistry):
+    """joserfc's claim rules, with :data:`~authgate.revocation.CLOCK_SKEW_SECONDS` of
+    leeway for ``iat`` only: a token issued by an instance whose clock runs a little ahead
+    is valid on this one at once (else a revocation made here right after the login would
+    not find it valid, and would do nothing). ``exp`` stays exact."""
+
+    def validate_iat(self, value: object) -> None:
+        """Accept an ``iat`` up to the skew allowance in the future."""
+        if isinstance(value, int) and self.now < value <= self.now + revocation.CLOCK_SKEW_SECONDS:
+            return
+        super().validate_iat(value)
+
+
 def _claims_registry(settings: Settings, now: int) -> JWTClaimsRegistry:
-    return JWTClaimsRegistry(
+    return _ClaimsRegistry(
         now=now,
         iss={"essential": True, "value": settings.issuer},
         aud={"essential": True, "value": settings.token_audience},
@@ -247,9 +260,13 @@ def _claims_registry(settings: Settings, now: int) -> JWTClaimsRegistry:
 
 
 def _times_valid(claims: dict[str, Any], now: int) -> bool:
-    """The time rules of RFC 7519 (as joserfc applies them, no leeway), for claims that
-    already passed the full validation: all that can change while a token is cached."""
-    return claims["exp"] > now and claims.get("nbf", now) <= now and claims.get("iat", now) <= now
+    """The time rules of :class:`_ClaimsRegistry`, for claims that already passed the full
+    validation: all that can change while a token is cached."""
+    return (
+        claims["exp"] > now
+        and claims.get("nbf", now) <= now
+        and claims.get("iat", now) <= now + revocation.CLOCK_SKEW_SECONDS
+    )
 
 
 def _verified_claims(state: AppState, token: str, first_party: bool) -> dict[str, Any]:
