@@ -351,21 +351,23 @@ class Client:
     def logout(self) -> None:
         """End this login on the server (``DELETE /api/token``) and forget the tokens.
 
-        A token the server already refuses counts as logged out.
+        A token the server already refuses counts as logged out. If the server could not
+        be told (unreachable, an error), the tokens are kept, so the logout can be retried:
+        forgetting them would leave the login alive on the server with no way to end it.
         """
-        try:
-            self.request("DELETE", "/api/token")
-        except (Unauthorized, NotLoggedIn):
-            pass
-        finally:
-            self._forget()
+        self._end_on_server("/api/token")
 
     def logout_everywhere(self) -> None:
-        """Revoke every token of the account on every device, this one's included."""
+        """Revoke every token of the account on every device, this one's included (the
+        tokens are kept if the server could not be told, as with :meth:`logout`)."""
+        self._end_on_server("/api/users/me/tokens")
+
+    def _end_on_server(self, url: str) -> None:
         try:
-            self.request("DELETE", "/api/users/me/tokens")
-        finally:
-            self._forget()
+            self.request("DELETE", url)
+        except (Unauthorized, NotLoggedIn):
+            pass  # the server refuses this login already
+        self._forget()
 
     # -- authorized requests ---------------------------------------------------------------
 

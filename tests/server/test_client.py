@@ -17,6 +17,7 @@ import pytest
 from authgate.client import (
     Client,
     Conflict,
+    ConnectionFailed,
     InsecureTokenFile,
     NotLoggedIn,
     SessionExpired,
@@ -175,6 +176,27 @@ def test_logout(client: Client, server: Server) -> None:
     with pytest.raises(NotLoggedIn):
         client.me()
     client.logout()  # logging out twice is fine
+
+
+def test_logout_keeps_the_tokens_when_the_server_cannot_be_told(
+    server: Server, tmp_path: Path
+) -> None:
+    """With the server unreachable the logout fails and the login is kept (on the server it
+    is still alive), so the same logout succeeds once the server is back."""
+    token_file = tmp_path / "tokens.json"
+    with Client(server.url, token_file=token_file) as api:
+        api.register("ada", PASSWORD)
+        api.login("ada", PASSWORD)
+    server.stop()
+    with Client.from_token_file(token_file) as api, pytest.raises(ConnectionFailed):
+        api.logout()
+    server.start()
+    with Client.from_token_file(token_file) as api:
+        tokens = api.tokens
+        assert tokens is not None
+        api.logout()
+        assert not api.logged_in
+    assert resource_status(server, tokens.access_token) == 401
 
 
 def test_logout_everywhere(server: Server, client: Client) -> None:
