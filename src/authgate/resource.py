@@ -427,9 +427,7 @@ class Verifier:
             options.setdefault("introspect_cache_seconds", float(cache))
         # Options given in code win over the configuration.
         options.setdefault("introspect_client_id", setting("AUTHGATE_INTROSPECT_CLIENT_ID"))
-        options.setdefault(
-            "introspect_client_secret", setting("AUTHGATE_INTROSPECT_CLIENT_SECRET")
-        )
+        options.setdefault("introspect_client_secret", setting("AUTHGATE_INTROSPECT_CLIENT_SECRET"))
         return cls(str(issuer), **options)
 
     @property
