@@ -102,12 +102,14 @@ def _presented(method: str, request: OAuth2Request) -> tuple[str | None, str | N
     return request.form.get("client_id"), request.form.get("client_secret")
 
 
-def _attempt(client_id: str) -> throttle.Attempt:
-    """Ask the shared throttle whether ``client_id`` may be checked now (``client:<id>``).
+def _attempt(presented: str) -> throttle.Attempt:
+    """Ask the shared throttle whether the client id ``presented`` (its first 128
+    characters) may be checked now (``client:<id>``).
 
     An id no client can have (e.g. with a NUL, which PostgreSQL cannot store) is throttled
     like an unknown client, but not written down. Raises ClientThrottled.
     """
+    client_id = presented[:128]
     label = client_id if clients.is_client_id(client_id) else None
     try:
         return throttle.check("client:" + client_id, client_id=label)
@@ -148,7 +150,6 @@ def _throttled(method: str, authenticate: ClientAuth) -> ClientAuth:
             ) from error
         if not client_id or not secret:
             return authenticate(query_client, request)  # this method was not used
-        client_id = client_id[:128]
         attempt = _attempt(client_id)
         client = None
         if attempt.client_id is not None:  # a well-formed id
@@ -181,7 +182,7 @@ def _identified(authenticate: ClientAuth) -> ClientAuth:
             client = authenticate(query_client, request)
         if client is not None and client.check_endpoint_auth_method("none", "token"):
             return client
-        raise _failed(_attempt(str(client_id)[:128]), "none", 401)
+        raise _failed(_attempt(str(client_id)), "none", 401)
 
     return check
 

@@ -12,6 +12,7 @@ from flask import Response, make_response, redirect, render_template, request, u
 from authgate import accounts, audit, clock, consents, oauth
 from authgate.app_state import settings
 from authgate.errors import AuthGateError, InvalidCredentials
+from authgate.models import is_vschar
 from authgate.oauth.grants import Approval
 from authgate.oauth.server import Issuer
 from authgate.openapi import AUTHORIZE_PARAMETERS, FORM, HTML, PROBLEM, REDIRECT, operation
@@ -162,8 +163,8 @@ def _must_log_in_again(grant: Any, person: login_session.Person, fresh: bool) ->
 
 
 def _vschar(value: str) -> bool:
-    """True when ``value`` holds only RFC 6749 VSCHAR characters (0x20-0x7E)."""
-    return all(" " <= char <= "~" for char in value)
+    """True when ``value`` holds only RFC 6749 VSCHAR characters (0x20-0x7E), or is empty."""
+    return value == "" or is_vschar(value, len(value))
 
 
 def _ask(grant: Any, person: login_session.Person) -> Response:
