@@ -50,6 +50,10 @@ class FakeIssuer:
     hits: dict[str, int] = field(default_factory=dict)
     not_modified: int = 0
     server: ThreadingHTTPServer | None = None
+    #: Released once per request that arrives while the issuer is stalled (see stall()).
+    held: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
+    _stall: str | None = None
+    _released: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         if not self.keys:
@@ -90,6 +94,17 @@ class FakeIssuer:
         jose = {"alg": "ES256", "kid": key.kid, "typ": typ, **(header or {})}
         return jwt.encode(jose, body, key, algorithms=["ES256"])
 
+    def stall(self, trickle: bool = False) -> None:
+        """Hold every request from now on until release(): silently, or sending one byte of
+        a never-ending header every 0.1 s (``trickle``: no per-read timeout ever fires)."""
+        self._released.clear()
+        self._stall = "trickle" if trickle else "silent"
+
+    def release(self) -> None:
+        """Let held requests go: silent ones are answered, trickled ones cut off."""
+        self._stall = None
+        self._released.set()
+
     def start(self) -> FakeIssuer:
         """Serve on a free loopback port in a daemon thread."""
         issuer = self
@@ -100,6 +115,8 @@ class FakeIssuer:
 
             def do_GET(self) -> None:  # noqa: N802
                 issuer._count(self.path)
+                if not self._pass_stall():
+                    return
                 if issuer.down:
                     self._send(503, {"error": "down"})
                 elif self.path == "/.well-known/oauth-authorization-server":
@@ -113,6 +130,8 @@ class FakeIssuer:
                 issuer._count(self.path)
                 length = int(self.headers.get("Content-Length", 0))
                 form = parse_qs(self.rfile.read(length).decode())
+                if not self._pass_stall():
+                    return
                 if issuer.down or self.path != "/introspect":
                     self._send(503, {})
                 elif not issuer._client_ok(self.headers.get("Authorization", "")):
@@ -120,6 +139,21 @@ class FakeIssuer:
                 else:
                     token = form.get("token", [""])[0]
                     self._send(200, {"active": token not in issuer.revoked})
+
+            def _pass_stall(self) -> bool:
+                """Wait out a stall; False when the request was trickled and cut off."""
+                mode = issuer._stall
+                if mode is None:
+                    return True
+                issuer.held.release()
+                if mode == "silent":
+                    issuer._released.wait(60)
+                    return True
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                while not issuer._released.wait(0.1):
+                    self.wfile.write(b"a")
+                self.close_connection = True
+                return False
 
             def _jwks(self) -> None:
                 body = json.dumps(issuer.jwks()).encode()
@@ -160,6 +194,7 @@ class FakeIssuer:
 
     def stop(self) -> None:
         """Shut the server down and close its socket."""
+        self.release()
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()

@@ -4,12 +4,14 @@ the Flask decorator and the WSGI middleware."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import pytest
 from flask import Flask
@@ -17,6 +19,7 @@ from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 from werkzeug.test import Client
 
+from authgate import resource
 from authgate.resource import (
     InsufficientScope,
     InvalidToken,
@@ -28,6 +31,8 @@ from authgate.resource import (
     require_token,
 )
 from tests.resource_support import Clock, FakeIssuer
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -50,6 +55,13 @@ def verifier(issuer: FakeIssuer, clock: Clock) -> Iterator[Verifier]:
     verifier = Verifier(issuer.url, clock=clock)
     yield verifier
     verifier.close()
+
+
+def settled(verifier: Verifier) -> Verifier:
+    """``verifier`` once its background JWKS refresh, if one runs, has finished."""
+    assert verifier._jwks is not None
+    verifier._jwks.settle(10)
+    return verifier
 
 
 def test_import_does_not_load_authgate_app() -> None:
@@ -83,8 +95,8 @@ def test_jwks_cached_for_max_age_then_revalidated_with_etag(
     verifier.verify(issuer.token())
     assert issuer.hits["/jwks"] == 1
     clock.advance(2)
-    verifier.verify(issuer.token())
-    assert issuer.hits["/jwks"] == 2
+    verifier.verify(issuer.token())  # the old keys serve while the refresh runs
+    assert settled(verifier) and issuer.hits["/jwks"] == 2
     assert issuer.not_modified == 1
     clock.advance(30)
     verifier.verify(issuer.token())
@@ -109,7 +121,7 @@ def test_short_max_age_makes_keys_refetch_sooner(
     verifier.verify(issuer.token())
     clock.advance(11)
     verifier.verify(issuer.token())
-    assert issuer.hits["/jwks"] == 2
+    assert settled(verifier) and issuer.hits["/jwks"] == 2
     assert issuer.not_modified == 0
 
 
@@ -186,6 +198,151 @@ def test_issuer_down_keeps_cached_keys_and_fails_closed_without_them(
     clock.advance(5)
     assert cold.verify(issuer.token())["sub"] == "42"
     cold.close()
+
+
+def finishes(work: Callable[[], T], within: float = 30) -> T:
+    """``work()``'s result or error, failing the test if it is still running after ``within``
+    seconds (a liveness bound far above what the code under test may take, not a timing)."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = work()
+        except Exception as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(within)
+    assert not thread.is_alive(), "still waiting for the issuer"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]  # type: ignore[no-any-return]
+
+
+def introspecting(issuer: FakeIssuer, clock: Clock, timeout: float) -> Verifier:
+    """A verifier with introspection, its metadata and keys already fetched."""
+    verifier = Verifier(
+        issuer.url,
+        introspect_client_id="rs",
+        introspect_client_secret="rs-secret",
+        timeout=timeout,
+        clock=clock,
+    )
+    verifier.verify(issuer.token())
+    return verifier
+
+
+def test_expired_keys_serve_while_a_hanging_issuer_is_asked_again(
+    issuer: FakeIssuer, clock: Clock
+) -> None:
+    """Keys past their max-age are revalidated in the background: a token signed by a key
+    we hold is verified at once even though the issuer holds the refresh for a minute."""
+    verifier = Verifier(issuer.url, clock=clock, timeout=60)
+    verifier.verify(issuer.token())
+    issuer.stall()
+    clock.advance(61)
+    for _ in range(3):
+        assert finishes(lambda: verifier.verify(issuer.token()))["sub"] == "42"
+    assert issuer.held.acquire(timeout=10)  # the refresh reached the issuer and waits there
+    assert issuer.hits["/jwks"] == 2  # one refresh at a time
+    issuer.release()
+    settled(verifier)
+    verifier.close()
+
+
+def test_unknown_kid_waits_for_a_hanging_issuer_at_most_the_timeout(
+    issuer: FakeIssuer, clock: Clock
+) -> None:
+    """A token naming a key we do not hold needs the issuer: 503 once the timeout passed,
+    while tokens of known keys keep passing."""
+    verifier = Verifier(issuer.url, clock=clock, timeout=0.5)
+    verifier.verify(issuer.token())
+    new_key = issuer.add_key()
+    issuer.stall()
+    clock.advance(60)
+    with pytest.raises(IssuerUnavailable, match="did not arrive in time"):
+        finishes(lambda: verifier.verify(issuer.token(key=new_key)))
+    assert verifier.verify(issuer.token(key=issuer.keys[0]))["sub"] == "42"
+    issuer.release()
+    settled(verifier)
+    clock.advance(60)  # the failed fetch counts for the once-a-minute rule
+    assert verifier.verify(issuer.token(key=new_key))["sub"] == "42"
+    verifier.close()
+
+
+def test_a_trickling_issuer_is_cut_off_at_the_timeout(issuer: FakeIssuer, clock: Clock) -> None:
+    """An issuer sending one byte every 0.1 s never trips httpx's per-read timeout; the
+    overall timeout still ends the wait (503), and then the breaker refuses at once."""
+    verifier = introspecting(issuer, clock, timeout=1)
+    issuer.stall(trickle=True)
+    with pytest.raises(IssuerUnavailable, match="cannot reach"):
+        finishes(lambda: verifier.verify(issuer.token()))
+    assert issuer.hits["/introspect"] == 2
+    with pytest.raises(IssuerUnavailable, match="retrying soon"):
+        verifier.verify(issuer.token())
+    assert issuer.hits["/introspect"] == 2  # refused without asking
+    issuer.release()
+    clock.advance(5)
+    assert verifier.verify(issuer.token())["sub"] == "42"
+    verifier.close()
+
+
+def test_introspection_breaker_lets_one_request_probe(issuer: FakeIssuer, clock: Clock) -> None:
+    """After a failure only one request at a time asks again; the others get 503 at once,
+    and the probe's success closes the breaker."""
+    verifier = introspecting(issuer, clock, timeout=30)
+    issuer.down = True
+    with pytest.raises(IssuerUnavailable, match="refused us"):
+        verifier.verify(issuer.token())
+    issuer.down = False
+    issuer.stall()
+    clock.advance(5)
+    probe = threading.Thread(target=verifier.verify, args=(issuer.token(),), daemon=True)
+    probe.start()
+    assert issuer.held.acquire(timeout=10)
+    asked = issuer.hits["/introspect"]
+    with pytest.raises(IssuerUnavailable, match="retrying soon"):
+        verifier.verify(issuer.token())
+    assert issuer.hits["/introspect"] == asked
+    issuer.release()
+    probe.join(30)
+    assert not probe.is_alive()
+    assert verifier.verify(issuer.token())["sub"] == "42"
+    assert issuer.hits["/introspect"] == asked + 1
+    verifier.close()
+
+
+def test_calls_in_flight_are_bounded(
+    issuer: FakeIssuer, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With every slot held by an issuer that does not answer, another token gets 503
+    without a new connection to the issuer."""
+    monkeypatch.setattr(resource, "MAX_PARALLEL_CALLS", 2)
+    verifier = introspecting(issuer, clock, timeout=2)
+    issuer.stall()
+
+    def held_call() -> None:
+        with contextlib.suppress(IssuerUnavailable):  # answered or not: only its slot counts
+            verifier.verify(issuer.token())
+
+    for _ in range(2):
+        threading.Thread(target=held_call, daemon=True).start()
+    for _ in range(2):
+        assert issuer.held.acquire(timeout=10)
+    with pytest.raises(IssuerUnavailable):
+        finishes(lambda: verifier.verify(issuer.token()))
+    assert issuer.hits["/introspect"] == 3  # the first verify and the two held ones
+    verifier.close()
+
+
+def test_oversized_answers_are_refused(issuer: FakeIssuer, clock: Clock) -> None:
+    """A JWKS larger than 1 MiB is not read into memory: no keys, 503."""
+    issuer.extra_jwks = [{"kty": "XYZ", "kid": "padding", "x": "a" * (1 << 20)}]
+    verifier = Verifier(issuer.url, clock=clock)
+    with pytest.raises(IssuerUnavailable, match="signing keys"):
+        verifier.verify(issuer.token())
+    verifier.close()
 
 
 def _forged_hs256(issuer: FakeIssuer) -> str:

@@ -24,16 +24,17 @@ Errors follow RFC 6750 3: ``401`` + ``WWW-Authenticate: Bearer error="invalid_to
 from __future__ import annotations
 
 import binascii
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import httpx
 from flask import Flask, current_app, g, request
@@ -60,6 +61,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Signature algorithms accepted (AuthGate signs with ES256 only).
 ALGORITHMS = ("ES256",)
@@ -71,9 +73,16 @@ UNKNOWN_KID_REFETCH_SECONDS = 60.0
 DEFAULT_MAX_AGE = 300.0
 MIN_MAX_AGE = 5.0
 MAX_MAX_AGE = 86400.0
-#: After a failed fetch, wait this long before trying the issuer again.
+#: After a failed call, wait this long before trying the issuer again.
 RETRY_SECONDS = 5.0
-HTTP_TIMEOUT = 5.0
+#: Longest a request waits for one answer of the issuer: connecting, headers and body
+#: together (``Verifier(timeout=...)``).
+TIMEOUT_SECONDS = 5.0
+#: Calls to the issuer in flight at once per process; more wait for a slot (within their
+#: deadline), so an issuer that never answers cannot pile up threads.
+MAX_PARALLEL_CALLS = 16
+#: A larger answer from the issuer is refused (a JWKS or introspection answer is small).
+MAX_RESPONSE_BYTES = 1 << 20
 #: How long an introspection answer is trusted, and how many answers are kept.
 INTROSPECT_CACHE_SECONDS = 5.0
 INTROSPECT_CACHE_SIZE = 10_000
@@ -159,6 +168,122 @@ class IssuerUnavailable(TokenError):
         return status, [*headers, ("Retry-After", str(int(RETRY_SECONDS)))], body
 
 
+# --- calls to the issuer ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    """An answer of the issuer, read in full (and decoded, if it was compressed)."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+
+    def json(self) -> Any:
+        """The body as JSON; raises ValueError."""
+        return json.loads(self.content)
+
+
+class Call(Generic[T]):
+    """Work running in its own daemon thread (a call to the issuer); wait for it with
+    :meth:`result`. A caller that stops waiting leaves it to finish (or time out) alone."""
+
+    def __init__(self, work: Callable[[], T], slots: threading.Semaphore) -> None:
+        self._done = threading.Event()
+        self._value: T | None = None
+        self._error: Exception | None = None
+        self._slots = slots
+        threading.Thread(target=self._run, args=(work,), daemon=True).start()
+
+    def _run(self, work: Callable[[], T]) -> None:
+        try:
+            self._value = work()
+        except Exception as exc:  # handed to whoever waits
+            self._error = exc
+        finally:
+            self._slots.release()
+            self._done.set()
+
+    @property
+    def done(self) -> bool:
+        """True once the work has finished."""
+        return self._done.is_set()
+
+    def result(self, timeout: float) -> T:
+        """The work's result; raises httpx.TimeoutException after ``timeout`` seconds, or
+        the work's own error."""
+        if not self._done.wait(max(timeout, 0.0)):
+            raise httpx.TimeoutException("the issuer did not answer in time")
+        if self._error is not None:
+            raise self._error
+        return self._value  # type: ignore[return-value]
+
+
+class IssuerHTTP:
+    """HTTP to the issuer, each call bounded by an overall deadline.
+
+    httpx's timeouts bound each network operation, not a whole call: an issuer (or a proxy
+    in front of it) that sends a byte every few seconds would hold a request of your
+    service for ever. So calls run in daemon threads (:meth:`run`) and callers wait at
+    most ``timeout`` seconds for them. At most MAX_PARALLEL_CALLS run at once; one that
+    overran keeps its slot until httpx gives up. Answers are read up to
+    MAX_RESPONSE_BYTES. The httpx client is created on first use (after a pre-forking
+    server forked).
+    """
+
+    def __init__(self, timeout: float = TIMEOUT_SECONDS, http: httpx.Client | None = None) -> None:
+        self.timeout = timeout
+        self._client = http
+        self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(MAX_PARALLEL_CALLS)
+
+    @property
+    def client(self) -> httpx.Client:
+        """The httpx client, created on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(timeout=self.timeout)
+        return self._client
+
+    def run(self, work: Callable[[], T], *, slot_timeout: float | None = None) -> Call[T]:
+        """Start ``work`` in a thread of its own; raises httpx.TimeoutException when no slot
+        frees up within ``slot_timeout`` seconds (default: the timeout)."""
+        wait = self.timeout if slot_timeout is None else max(slot_timeout, 0.0)
+        if not self._slots.acquire(timeout=wait):
+            raise httpx.TimeoutException("too many calls to the issuer in flight")
+        try:
+            return Call(work, self._slots)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def request(
+        self, method: str, url: str, *, timeout: float | None = None, **options: Any
+    ) -> Answer:
+        """Make a call and wait for it, at most ``timeout`` seconds (default: the timeout);
+        raises httpx.HTTPError."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        call = self.run(lambda: self.fetch(method, url, **options), slot_timeout=timeout)
+        return call.result(deadline - time.monotonic())
+
+    def fetch(self, method: str, url: str, **options: Any) -> Answer:
+        """Make a call in this thread (``options`` as for ``httpx.Client.request``); only
+        httpx's per-operation timeouts bound it, so use it inside :meth:`run`."""
+        with self.client.stream(method, url, **options) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():
+                body += chunk
+                if len(body) > MAX_RESPONSE_BYTES:
+                    raise httpx.DecodingError(f"answer larger than {MAX_RESPONSE_BYTES} bytes")
+        return Answer(response.status_code, response.headers, bytes(body))
+
+    def close(self) -> None:
+        """Close the httpx client (connections to the issuer)."""
+        if self._client is not None:
+            self._client.close()
+
+
 # --- discovery and keys -------------------------------------------------------------
 
 
@@ -171,15 +296,17 @@ class IssuerMetadata:
     introspection_endpoint: str | None
 
 
-def discover(issuer: str, http: httpx.Client) -> IssuerMetadata:
+def discover(issuer: str, http: IssuerHTTP) -> IssuerMetadata:
     """Read the issuer's metadata (RFC 8414, then OpenID Connect Discovery).
 
     The document must name exactly ``issuer`` (RFC 8414 3.3), so a wrong URL cannot
-    redirect us to somebody else's keys. Raises IssuerUnavailable.
+    redirect us to somebody else's keys. Both places are tried within one timeout.
+    Raises IssuerUnavailable.
     """
+    deadline = time.monotonic() + http.timeout
     for path in METADATA_PATHS:
         try:
-            response = http.get(issuer + path)
+            response = http.request("GET", issuer + path, timeout=deadline - time.monotonic())
             document = response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             continue
@@ -217,16 +344,19 @@ class JWKSCache:
     """The issuer's public keys, cached per process.
 
     Fresh for the ``max-age`` the issuer sends; then revalidated (``If-None-Match`` with
-    the ``ETag``). A token naming a ``kid`` we do not hold triggers a new fetch only if
-    the last one is at least ``refetch_interval`` seconds old, so forged ``kid`` values
-    cannot make us hammer the issuer. When the issuer is unreachable, the keys we hold
-    keep working and we retry every RETRY_SECONDS.
+    the ``ETag``) in the background: while one refresh runs, requests go on with the keys
+    we hold, so a slow or unreachable issuer delays no token signed by a known key. A
+    token naming a ``kid`` we do not hold (or the very first token) waits for a fetch, at
+    most the HTTP timeout; that fetch happens only if the last one is at least
+    ``refetch_interval`` seconds old, so forged ``kid`` values cannot make us hammer the
+    issuer. When the issuer is unreachable, the keys we hold keep working and we retry
+    every RETRY_SECONDS.
     """
 
     def __init__(
         self,
         jwks_uri: str,
-        http: httpx.Client,
+        http: IssuerHTTP,
         clock: Callable[[], float] = time.monotonic,
         refetch_interval: float = UNKNOWN_KID_REFETCH_SECONDS,
     ) -> None:
@@ -236,6 +366,7 @@ class JWKSCache:
         self._clock = clock
         self._refetch_interval = refetch_interval
         self._state = _KeysState()
+        self._refreshing: Call[_KeysState] | None = None
         self._lock = threading.Lock()
 
     def keys_for(self, kid: str) -> KeySet:
@@ -243,24 +374,46 @@ class JWKSCache:
         state = self._state
         if kid in state.kids and self._clock() < state.expires_at:
             return state.keys  # type: ignore[return-value]
-        with self._lock:
-            state = self._state
-            now = self._clock()
-            expired = now >= state.expires_at
-            unknown = kid not in state.kids and now - state.fetched_at >= self._refetch_interval
-            if expired or unknown:
-                state = self._refresh(state, now)
+        refresh = self._refresh_if_due(kid)
+        if refresh is not None and kid not in state.kids:
+            try:
+                state = refresh.result(self._http.timeout)
+            except httpx.TimeoutException as exc:
+                raise IssuerUnavailable("the issuer's signing keys did not arrive in time") from exc
         if state.keys is None:
             raise IssuerUnavailable("cannot fetch the issuer's signing keys")
         if kid not in state.kids:
             raise InvalidToken("unknown signing key")
         return state.keys
 
-    def _refresh(self, state: _KeysState, now: float) -> _KeysState:
+    def settle(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a refresh in flight (tests, shutdown)."""
+        refresh = self._refreshing
+        if refresh is not None:
+            refresh.result(timeout)
+
+    def _refresh_if_due(self, kid: str) -> Call[_KeysState] | None:
+        """The refresh in flight, else a new one if the keys are due one, else None."""
+        with self._lock:
+            if self._refreshing is not None and not self._refreshing.done:
+                return self._refreshing
+            state, now = self._state, self._clock()
+            unknown = kid not in state.kids and now - state.fetched_at >= self._refetch_interval
+            if now < state.expires_at and not unknown:
+                return None
+            try:
+                self._refreshing = self._http.run(self._refresh, slot_timeout=0)
+            except httpx.TimeoutException:
+                log.warning("cannot refresh JWKS from %s: too many calls in flight", self.jwks_uri)
+                return None
+            return self._refreshing
+
+    def _refresh(self) -> _KeysState:
+        state, now = self._state, self._clock()
         headers = {"If-None-Match": state.etag} if state.etag and state.keys else {}
         self.fetches += 1
         try:
-            response = self._http.get(self.jwks_uri, headers=headers)
+            response = self._http.fetch("GET", self.jwks_uri, headers=headers)
             if response.status_code == 304 and state.keys is not None:
                 keys, kids = state.keys, state.kids
             elif response.status_code == 200:
@@ -303,6 +456,11 @@ class Introspector:
     The cache is keyed by a SHA-256 digest of the token (never the token itself), holds
     at most INTROSPECT_CACHE_SIZE answers, and trusts each for ``ttl`` seconds: a
     revocation reaches this service within ``ttl``.
+
+    A failed call opens a circuit breaker: for RETRY_SECONDS every token not in the cache
+    is refused at once (IssuerUnavailable, 503) instead of each request waiting for an
+    issuer that is down; then one request tries again while the others are still
+    refused, and its success closes the breaker.
     """
 
     def __init__(
@@ -310,7 +468,7 @@ class Introspector:
         endpoint: str,
         client_id: str,
         client_secret: str,
-        http: httpx.Client,
+        http: IssuerHTTP,
         ttl: float = INTROSPECT_CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -322,6 +480,8 @@ class Introspector:
         self._clock = clock
         self._answers: dict[str, tuple[bool, float]] = {}
         self._lock = threading.Lock()
+        self._down_until: float | None = None
+        self._probing = False
 
     def is_active(self, token: str) -> bool:
         """True when the issuer says the token is active; raises IssuerUnavailable."""
@@ -330,17 +490,38 @@ class Introspector:
         cached = self._answers.get(key)
         if cached is not None and now < cached[1]:
             return cached[0]
-        active = self._ask(token)
+        self._admit()
+        try:
+            active = self._ask(token)
+        except IssuerUnavailable:
+            self._settle(down_until=self._clock() + RETRY_SECONDS)
+            raise
+        self._settle(down_until=None)
         if self._ttl > 0:
             with self._lock:
                 self._prune(now)
                 self._answers[key] = (active, now + self._ttl)
         return active
 
+    def _admit(self) -> None:
+        """Let the call through unless the breaker is open (or half-open and probing)."""
+        with self._lock:
+            if self._down_until is None:
+                return
+            if self._probing or self._clock() < self._down_until:
+                raise IssuerUnavailable("the introspection endpoint is failing; retrying soon")
+            self._probing = True
+
+    def _settle(self, down_until: float | None) -> None:
+        with self._lock:
+            self._down_until = down_until
+            self._probing = False
+
     def _ask(self, token: str) -> bool:
         self.calls += 1
         try:
-            response = self._http.post(
+            response = self._http.request(
+                "POST",
                 self.endpoint,
                 data={"token": token, "token_type_hint": "access_token"},
                 auth=self._auth,
@@ -375,7 +556,8 @@ class Verifier:
     """Verifies AuthGate access tokens for one issuer; thread-safe, one per process.
 
     ``introspect_client_id``/``_secret`` turn on revocation awareness; ``leeway`` allows
-    that many seconds of clock skew on ``exp``. ``http`` and ``clock`` are for tests.
+    that many seconds of clock skew on ``exp``; ``timeout`` is the longest a request
+    waits for one answer of the issuer. ``http`` and ``clock`` are for tests.
     """
 
     def __init__(
@@ -387,6 +569,7 @@ class Verifier:
         introspect_cache_seconds: float = INTROSPECT_CACHE_SECONDS,
         leeway: int = 0,
         algorithms: Iterable[str] = ALGORITHMS,
+        timeout: float = TIMEOUT_SECONDS,
         http: httpx.Client | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -394,14 +577,16 @@ class Verifier:
             raise ValueError("AUTHGATE_ISSUER must be the issuer's http(s) URL")
         if bool(introspect_client_id) != bool(introspect_client_secret):
             raise ValueError("set both AUTHGATE_INTROSPECT_CLIENT_ID and _SECRET, or neither")
+        if not timeout > 0:
+            raise ValueError("the issuer timeout must be a positive number of seconds")
         self.issuer = issuer.rstrip("/")
         self.leeway = leeway
         self.algorithms = list(algorithms)
         self._introspect = (introspect_client_id, introspect_client_secret)
         self._introspect_ttl = introspect_cache_seconds
-        self._http_client = http
+        self._http = IssuerHTTP(timeout, http)
         self._clock = clock
-        self._lock = threading.RLock()  # _metadata holds it while _http builds the client
+        self._lock = threading.Lock()
         self._jwks: JWKSCache | None = None
         self._introspector: Introspector | None = None
         self._failed_at = float("-inf")
@@ -430,19 +615,9 @@ class Verifier:
         options.setdefault("introspect_client_secret", setting("AUTHGATE_INTROSPECT_CLIENT_SECRET"))
         return cls(str(issuer), **options)
 
-    @property
-    def _http(self) -> httpx.Client:
-        """The HTTP client, created on first use (so not before a pre-forking server forks)."""
-        if self._http_client is None:
-            with self._lock:
-                if self._http_client is None:
-                    self._http_client = httpx.Client(timeout=HTTP_TIMEOUT)
-        return self._http_client
-
     def close(self) -> None:
         """Close the HTTP client (connections to the issuer)."""
-        if self._http_client is not None:
-            self._http_client.close()
+        self._http.close()
 
     @property
     def introspection_enabled(self) -> bool:
@@ -511,22 +686,33 @@ class Verifier:
         return claims
 
     def _metadata(self) -> IssuerMetadata:
-        """Discovery, once per process (retried every RETRY_SECONDS while it fails)."""
-        with self._lock:
-            if self._clock() - self._failed_at < RETRY_SECONDS:
-                raise IssuerUnavailable("cannot read the issuer's metadata")
-            try:
-                return discover(self.issuer, self._http)
-            except IssuerUnavailable:
-                self._failed_at = self._clock()
-                raise
+        """Discovery (the caller holds the lock); retried every RETRY_SECONDS while it fails."""
+        if self._clock() - self._failed_at < RETRY_SECONDS:
+            raise IssuerUnavailable("cannot read the issuer's metadata")
+        try:
+            return discover(self.issuer, self._http)
+        except IssuerUnavailable:
+            self._failed_at = self._clock()
+            raise
+
+    @contextlib.contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Hold the lock, waiting for it at most the timeout (another request discovers)."""
+        if not self._lock.acquire(timeout=self._http.timeout):
+            raise IssuerUnavailable("the issuer's metadata did not arrive in time")
+        try:
+            yield
+        finally:
+            self._lock.release()
 
     def _keys(self) -> JWKSCache:
         if self._jwks is None:
-            metadata = self._metadata()
-            self._jwks = JWKSCache(metadata.jwks_uri, self._http, clock=self._clock)
-            if self.introspection_enabled:
-                self._introspector = self._make_introspector(metadata)
+            with self._locked():
+                if self._jwks is None:
+                    metadata = self._metadata()
+                    if self.introspection_enabled:
+                        self._introspector = self._make_introspector(metadata)
+                    self._jwks = JWKSCache(metadata.jwks_uri, self._http, clock=self._clock)
         return self._jwks
 
     def _make_introspector(self, metadata: IssuerMetadata) -> Introspector:
@@ -546,7 +732,9 @@ class Verifier:
 
     def _introspection(self) -> Introspector:
         if self._introspector is None:
-            self._introspector = self._make_introspector(self._metadata())
+            with self._locked():
+                if self._introspector is None:
+                    self._introspector = self._make_introspector(self._metadata())
         return self._introspector
 
 
