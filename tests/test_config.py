@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import stat
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -52,6 +54,7 @@ def test_secret_key_file_is_read(tmp_path: Path) -> None:
     """AUTHGATE_SECRET_KEY_FILE supplies the secret."""
     path = tmp_path / "key"
     path.write_text(STRONG + "\n")
+    path.chmod(0o600)  # whatever the umask: group-writable would be refused
     settings = Settings.from_env(
         {"AUTHGATE_SECRET_KEY_FILE": str(path), "AUTHGATE_INSTANCE_PATH": str(tmp_path)}
     )
@@ -149,3 +152,103 @@ def test_development_secret_is_never_read_half_written(tmp_path: Path) -> None:
     (instance / "secret_key").write_text("")
     with pytest.raises(ConfigError, match="empty"):
         _development_secret(instance)
+
+
+SECRET_FILE_VARIABLES = ["AUTHGATE_SECRET_KEY_FILE", "AUTHGATE_METRICS_TOKEN_FILE"]
+
+
+def octal(mode: int) -> str:
+    """A file mode as a test id: ``0644``."""
+    return f"{mode:04o}"
+
+
+def secret_file(tmp_path: Path, mode: int) -> Path:
+    """A file holding STRONG with exactly ``mode`` (whatever the umask)."""
+    path = tmp_path / "secret"
+    path.write_text(STRONG + "\n")
+    path.chmod(mode)
+    return path
+
+
+def config_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    """The WARNING records of authgate.config."""
+    return [
+        r for r in caplog.records if r.name == "authgate.config" and r.levelno >= logging.WARNING
+    ]
+
+
+@pytest.mark.parametrize("variable", SECRET_FILE_VARIABLES)
+@pytest.mark.parametrize("mode", [0o620, 0o602, 0o666], ids=octal)
+def test_a_secret_file_writable_by_group_or_others_is_refused(
+    tmp_path: Path, variable: str, mode: int
+) -> None:
+    """Whoever may write the secret file may replace the secret (and forge every token):
+    refused in every environment, naming the variable, the path, the mode and the fix."""
+    path = secret_file(tmp_path, mode)
+    with pytest.raises(ConfigError) as refused:
+        Settings.from_env({variable: str(path), "AUTHGATE_INSTANCE_PATH": str(tmp_path)})
+    message = str(refused.value)
+    assert message.startswith(f"{variable}: {path} has mode {mode:04o}, writable by group")
+    assert "chmod 600" in message and "defaultMode: 0400" in message
+    assert STRONG not in message
+
+
+@pytest.mark.parametrize("variable", SECRET_FILE_VARIABLES)
+def test_a_secret_path_that_is_not_a_regular_file_is_refused(tmp_path: Path, variable: str) -> None:
+    """A directory or a FIFO is refused with a clear message (the FIFO without waiting for
+    a writer)."""
+    directory = tmp_path / "secret-dir"
+    directory.mkdir(mode=0o700)
+    fifo = tmp_path / "secret-fifo"
+    os.mkfifo(fifo, 0o600)
+    for path in (directory, fifo):
+        with pytest.raises(ConfigError, match=f"^{variable}: {path} is not a regular file$"):
+            Settings.from_env({variable: str(path), "AUTHGATE_INSTANCE_PATH": str(tmp_path)})
+
+
+@pytest.mark.parametrize("variable", SECRET_FILE_VARIABLES)
+@pytest.mark.parametrize("mode", [0o600, 0o400], ids=octal)
+def test_an_owner_only_secret_file_is_read_without_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, variable: str, mode: int
+) -> None:
+    """0600 and 0400 are what the rule asks for: read, nothing logged."""
+    caplog.set_level(logging.DEBUG, logger="authgate.config")
+    path = secret_file(tmp_path, mode)
+    settings = Settings.from_env({variable: str(path), "AUTHGATE_INSTANCE_PATH": str(tmp_path)})
+    field = "secret_key" if variable == "AUTHGATE_SECRET_KEY_FILE" else "metrics_token"
+    assert getattr(settings, field) == STRONG
+    assert config_warnings(caplog) == []
+
+
+@pytest.mark.parametrize("variable", SECRET_FILE_VARIABLES)
+@pytest.mark.parametrize("mode", [0o644, 0o444, 0o640], ids=octal)
+def test_a_secret_file_readable_by_group_or_others_is_read_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, variable: str, mode: int
+) -> None:
+    """Kubernetes (0644) and Docker swarm (0444) mounts are accepted, with one warning that
+    names the variable, the path and the mode, never the secret."""
+    caplog.set_level(logging.DEBUG, logger="authgate.config")
+    path = secret_file(tmp_path, mode)
+    settings = Settings.from_env({variable: str(path), "AUTHGATE_INSTANCE_PATH": str(tmp_path)})
+    field = "secret_key" if variable == "AUTHGATE_SECRET_KEY_FILE" else "metrics_token"
+    assert getattr(settings, field) == STRONG
+    [warning] = config_warnings(caplog)
+    assert warning.levelno == logging.WARNING
+    text = warning.getMessage()
+    assert text.startswith(f"{variable}: {path} has mode {mode:04o}, readable by group")
+    assert STRONG not in text and STRONG not in caplog.text
+
+
+def test_development_secret_goes_through_the_same_mode_check(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """instance/secret_key (created 0600) is read without a warning; made writable by
+    others, it is refused like any other secret file."""
+    caplog.set_level(logging.DEBUG, logger="authgate.config")
+    secret = _development_secret(tmp_path)
+    assert _development_secret(tmp_path) == secret
+    assert config_warnings(caplog) == []
+    (tmp_path / "secret_key").chmod(0o666)
+    with pytest.raises(ConfigError, match="the development secret: .* has mode 0666") as refused:
+        _development_secret(tmp_path)
+    assert secret not in str(refused.value)

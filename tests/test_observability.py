@@ -438,6 +438,7 @@ def test_metrics_token_file_is_read(tmp_path: Path) -> None:
     """AUTHGATE_METRICS_TOKEN_FILE supplies the token (kept out of the environment)."""
     path = tmp_path / "metrics-token"
     path.write_text(METRICS_TOKEN + "\n")
+    path.chmod(0o600)  # whatever the umask: group-writable would be refused
     settings = Settings.from_env(
         {"AUTHGATE_METRICS_TOKEN_FILE": str(path), "AUTHGATE_INSTANCE_PATH": str(tmp_path)}
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -20,10 +22,26 @@ SAFE = {
 def serve(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run ``authgate serve`` with ``env`` (nothing else from AUTHGATE_*) and let it exit."""
     base = {"PATH": "/usr/bin:/bin", "AUTHGATE_INSTANCE_PATH": str(tmp_path)}
+    if "PYTHONPATH" in os.environ:  # e.g. a git worktree's src/ ahead of the installed one
+        base["PYTHONPATH"] = os.environ["PYTHONPATH"]
     command = [AUTHGATE, "serve", "--port", str(free_port())]
-    return subprocess.run(
-        command, env={**base, **env}, capture_output=True, text=True, timeout=60, check=False
-    )
+    # A process group of its own: if the guard fails and serve starts serving, the timeout
+    # kills its workers too, instead of leaving them orphaned on the machine.
+    with subprocess.Popen(
+        command,
+        env={**base, **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as process:
+        try:
+            stdout, stderr = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.communicate()
+            raise
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 @pytest.mark.parametrize(
@@ -56,3 +74,22 @@ def test_test_clock_is_refused_in_development_too(tmp_path: Path) -> None:
     result = serve(tmp_path, {"AUTHGATE_TEST_CLOCK_FILE": str(tmp_path / "clock")})
     assert result.returncode == 2
     assert "AUTHGATE_TEST_CLOCK_FILE" in result.stderr
+
+
+def test_production_refuses_a_secret_file_others_may_write(tmp_path: Path) -> None:
+    """A 0666 AUTHGATE_SECRET_KEY_FILE stops serve with exit 2 and one line naming the
+    variable, the path, the mode and the fix; the secret itself is not printed."""
+    key_file = tmp_path / "secret-key"
+    key_file.write_text(STRONG + "\n")
+    key_file.chmod(0o666)
+    env = {**SAFE, "AUTHGATE_SECRET_KEY": "", "AUTHGATE_SECRET_KEY_FILE": str(key_file)}
+    result = serve(tmp_path, env)
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert lines == [
+        f"authgate: refusing to start: AUTHGATE_SECRET_KEY_FILE: {key_file} has mode 0666, "
+        "writable by group or others (who could replace the secret); make it 0600 or 0400 "
+        f"(chmod 600 {key_file}; Kubernetes: defaultMode: 0400)"
+    ], result.stderr
+    assert STRONG not in result.stderr + result.stdout
+    assert not (tmp_path / "authgate.db").exists()

@@ -10,9 +10,11 @@ import contextlib
 import dataclasses
 import functools
 import ipaddress
+import logging
 import os
 import re
 import secrets
+import stat
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from limits import parse_many
+
+log = logging.getLogger(__name__)
 
 #: Secrets that appear in tutorials and sample configs; refused in production.
 KNOWN_PLACEHOLDERS = frozenset(
@@ -426,16 +430,59 @@ def _parse(name: str, raw: str, annotation: Any) -> Any:
 
 
 def _read_secret(variable: str, path: str) -> str:
-    """The secret in the file ``variable`` names; ConfigError if it is unreadable or empty
-    (an empty file must not mean "no secret": a mount that failed to fill would open the
-    door the secret guards)."""
+    """The secret in the file ``variable`` names; ConfigError if it is unreadable, empty,
+    not a regular file, or writable by group or others.
+
+    An empty file must not mean "no secret": a mount that failed to fill would open the
+    door the secret guards. The mode checked is the one of the file descriptor the secret
+    is read from (no race between the check and the read); a file readable by group or
+    others is accepted with a warning (:func:`_check_secret_mode`).
+    """
     try:
-        secret = Path(path).read_text().strip()
+        # O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused below).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+    try:
+        _check_secret_mode(variable, path, os.fstat(fd))
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read()
+    except OSError as exc:
+        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from exc
+    finally:
+        os.close(fd)
+    try:
+        secret = raw.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        # No exception text: it would quote bytes of the secret.
+        raise ConfigError(f"{variable}: {path} is not UTF-8 text") from None
     if not secret:
         raise ConfigError(f"{variable}: {path} is empty")
     return secret
+
+
+def _check_secret_mode(variable: str, path: str, status: os.stat_result) -> None:
+    """Refuse a secret file that is not a regular file or that group or others may write
+    (whoever can write it can replace the secret and forge every token); warn once when
+    group or others may read it (Docker swarm secrets are 0444, Kubernetes secret volumes
+    0644 by default). Messages name the file and its mode, never its content."""
+    if not stat.S_ISREG(status.st_mode):
+        raise ConfigError(f"{variable}: {path} is not a regular file")
+    mode = stat.S_IMODE(status.st_mode)
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(
+            f"{variable}: {path} has mode {mode:04o}, writable by group or others (who could "
+            f"replace the secret); make it 0600 or 0400 (chmod 600 {path}; Kubernetes: "
+            "defaultMode: 0400)"
+        )
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warning(
+            "%s: %s has mode %04o, readable by group or others; make it 0600 or 0400 "
+            "(chmod 600; Kubernetes: defaultMode: 0400; Docker secrets: mode: 0400)",
+            variable,
+            path,
+            mode,
+        )
 
 
 def _development_secret(instance: Path) -> str:
