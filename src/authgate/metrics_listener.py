@@ -8,6 +8,7 @@ thread in the serving parent would be forked into every worker.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -97,6 +98,9 @@ def _answer(
 
 def main() -> None:
     """Serve until the parent (``authgate serve``) is gone or stops this process."""
+    # The parent read the same settings and already warned about them (e.g. a secret
+    # file's mode); refusals still end this process.
+    logging.getLogger("authgate.config").setLevel(logging.ERROR)
     settings = Settings.from_env()
     address = settings.metrics_listen_address
     if address is None or not os.environ.get(MULTIPROC_ENV):
