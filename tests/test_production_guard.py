@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -93,3 +94,26 @@ def test_production_refuses_a_secret_file_others_may_write(tmp_path: Path) -> No
     ], result.stderr
     assert STRONG not in result.stderr + result.stdout
     assert not (tmp_path / "authgate.db").exists()
+
+
+def test_secret_file_warning_is_written_in_the_log_format(tmp_path: Path) -> None:
+    """The warning about a 0644 secret file, logged while the settings are read, comes out
+    in AUTHGATE_LOG_FORMAT like every later line (here JSON), once."""
+    key_file = tmp_path / "secret-key"
+    key_file.write_text(STRONG + "\n")
+    key_file.chmod(0o644)
+    env = {
+        "AUTHGATE_SECRET_KEY_FILE": str(key_file),
+        "AUTHGATE_LOG_FORMAT": "json",
+        # Refused connection: serve stops after logging is set up, before serving.
+        "AUTHGATE_DATABASE_URL": f"postgresql+psycopg://authgate@127.0.0.1:{free_port()}/none",
+    }
+    result = serve(tmp_path, env)
+    assert result.returncode == 1, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    warnings = [r for r in records if r["logger"] == "authgate.config"]
+    assert [w["level"] for w in warnings] == ["WARNING"], result.stderr
+    assert f"{key_file} has mode 0644, readable by group or others" in warnings[0]["message"]
+    assert records[0] == warnings[0]  # no plain-text copy of it before the JSON lines
+    assert result.stderr.startswith("{")
+    assert STRONG not in result.stderr + result.stdout

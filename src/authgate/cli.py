@@ -119,9 +119,10 @@ def serve(host: str, port: int, workers: int, threads: int, server_name: str) ->
     # Before the app exists: its metrics must write to the directory all workers share.
     metrics_dir = metrics.prepare_multiprocess()
     owner = os.getpid()
-    app = _app(issuer=f"http://{host}:{port}")
-    settings = app.extensions["authgate"].settings
-    logs.configure(settings)
+    with logs.held_until_configured():  # warnings about the settings, in their log format
+        app = _app(issuer=f"http://{host}:{port}")
+        settings = app.extensions["authgate"].settings
+        logs.configure(settings)
     logging.getLogger("authgate").info("metrics directory: %s", metrics_dir)
     if settings.ratelimit and not settings.redis_url and workers > 1:
         logging.getLogger("authgate").warning(

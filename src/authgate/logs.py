@@ -8,10 +8,13 @@ carry structured ``fields`` (requests, audit events) have them as keys of that o
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
+import logging.handlers
 import time
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask, Request, Response, g, request
@@ -66,6 +69,32 @@ def configure(settings: Settings) -> None:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+
+
+@contextlib.contextmanager
+def held_until_configured() -> Iterator[None]:
+    """Hold the records logged in this block (while the settings that say how to log are
+    read) and write them once :func:`configure` ran in it, in its format; if the block
+    fails first, they go to the handlers there were before."""
+    root = logging.getLogger()
+    before = list(root.handlers)
+    held = logging.handlers.MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)
+    for handler in before:
+        root.removeHandler(handler)
+    root.addHandler(held)
+    try:
+        yield
+    finally:
+        root.removeHandler(held)
+        configured = [handler for handler in root.handlers if handler not in before]
+        if not configured:  # the block ended before configure(): put things back
+            for handler in before:
+                root.addHandler(handler)
+        for record in held.buffer:
+            if logging.getLogger(record.name).isEnabledFor(record.levelno):
+                for handler in configured or before:
+                    handler.handle(record)
+        held.close()
 
 
 def _loaded_id(identity: Any) -> Any:
