@@ -50,6 +50,10 @@ class FakeIssuer:
     hits: dict[str, int] = field(default_factory=dict)
     not_modified: int = 0
     server: ThreadingHTTPServer | None = None
+    #: Seconds the answers are delayed by, by path.
+    delays: dict[str, float] = field(default_factory=dict)
+    #: Bodies answered (status 200) instead of the real ones, by path.
+    raw: dict[str, bytes] = field(default_factory=dict)
     #: Released once per request that arrives while the issuer is stalled (see stall()).
     held: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(0))
     _stall: str | None = None
@@ -141,7 +145,12 @@ class FakeIssuer:
                     self._send(200, {"active": token not in issuer.revoked})
 
             def _pass_stall(self) -> bool:
-                """Wait out a stall; False when the request was trickled and cut off."""
+                """Wait out a delay and a stall, or answer a raw body; False when the
+                request is answered (raw) or was trickled and cut off."""
+                time.sleep(issuer.delays.get(self.path, 0.0))
+                if self.path in issuer.raw:
+                    self._send_bytes(200, issuer.raw[self.path])
+                    return False
                 mode = issuer._stall
                 if mode is None:
                     return True
@@ -178,7 +187,9 @@ class FakeIssuer:
                     self.send_header("ETag", tag)
 
             def _send(self, status: int, document: dict[str, Any]) -> None:
-                body = json.dumps(document).encode()
+                self._send_bytes(status, json.dumps(document).encode())
+
+            def _send_bytes(self, status: int, body: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -12,14 +13,12 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-import httpx
 import pytest
 from flask import Flask
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 from werkzeug.test import Client
 
-from authgate import resource
 from authgate.resource import (
     InsufficientScope,
     InvalidToken,
@@ -261,7 +260,8 @@ def test_unknown_kid_waits_for_a_hanging_issuer_at_most_the_timeout(
     new_key = issuer.add_key()
     issuer.stall(trickle=True)  # the fetch outlives the wait, whatever the machine's load
     clock.advance(60)
-    with pytest.raises(IssuerUnavailable, match="did not arrive in time"):
+    # Whichever ends first, the wait or the refresh (both at the timeout): 503.
+    with pytest.raises(IssuerUnavailable, match="did not arrive in time|cannot fetch"):
         finishes(lambda: verifier.verify(issuer.token(key=new_key)))
     assert verifier.verify(issuer.token(key=issuer.keys[0]))["sub"] == "42"
     issuer.release()
@@ -313,25 +313,133 @@ def test_introspection_breaker_lets_one_request_probe(issuer: FakeIssuer, clock:
     verifier.close()
 
 
-def test_calls_in_flight_are_bounded(issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """With every slot held by an issuer that never finishes answering, another call
-    gives up after its timeout without opening a connection; a finished call frees its
-    slot."""
-    monkeypatch.setattr(resource, "MAX_PARALLEL_CALLS", 2)
-    http = resource.IssuerHTTP(timeout=0.5)
-    issuer.stall(trickle=True)  # keeps each call alive past httpx's per-read timeout
-    held = [http.run(lambda: http.fetch("GET", issuer.url + "/jwks")) for _ in range(2)]
-    for _ in range(2):
-        assert issuer.held.acquire(timeout=10)
-    with pytest.raises(httpx.TimeoutException, match="too many calls"):
-        finishes(lambda: http.request("GET", issuer.url + "/jwks"))
-    assert issuer.hits["/jwks"] == 2
+def test_a_trickled_key_refresh_ends_by_its_deadline(issuer: FakeIssuer, clock: Clock) -> None:
+    """A background refresh that the issuer trickles ends at its own deadline, so the next
+    one can start: a key the issuer removed stops being accepted once a refresh succeeds."""
+    verifier = Verifier(issuer.url, clock=clock, timeout=1)
+    old_key = issuer.keys[0]
+    verifier.verify(issuer.token())
+    issuer.stall(trickle=True)
+    clock.advance(61)
+    assert verifier.verify(issuer.token())["sub"] == "42"  # starts the trickled refresh
+    assert issuer.held.acquire(timeout=10)
+    finishes(lambda: settled(verifier))  # over at its deadline, the issuer still trickling
     issuer.release()
-    for call in held:
-        with pytest.raises(httpx.HTTPError):
-            call.result(30)
-    assert http.request("GET", issuer.url + "/jwks").status_code == 200
-    http.close()
+    issuer.keys.remove(old_key)
+    issuer.add_key()
+    clock.advance(5)
+    verifier.verify(issuer.token())
+    settled(verifier)
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        verifier.verify(issuer.token(key=old_key))
+    assert issuer.hits["/jwks"] == 3
+    verifier.close()
+
+
+def test_one_verification_waits_at_most_one_timeout(issuer: FakeIssuer, clock: Clock) -> None:
+    """The timeout bounds all the calls of one verification together: keys then
+    introspection, each answered in 0.6 s, do not fit in 1 s (503); the keys fetched
+    serve the next token."""
+    verifier = Verifier(
+        issuer.url,
+        introspect_client_id="rs",
+        introspect_client_secret="rs-secret",
+        timeout=1,
+        clock=clock,
+    )
+    issuer.delays = {"/jwks": 0.6, "/introspect": 0.6}
+    with pytest.raises(IssuerUnavailable):
+        verifier.verify(issuer.token())
+    settled(verifier)
+    clock.advance(5)  # the introspection breaker's wait
+    assert verifier.verify(issuer.token())["sub"] == "42"
+    assert issuer.hits["/jwks"] == 1
+    verifier.close()
+
+
+def test_new_kid_while_the_issuer_is_down_is_unavailable_not_invalid(
+    issuer: FakeIssuer, verifier: Verifier, clock: Clock
+) -> None:
+    """While the keys cannot be fetched, a token naming a key we do not hold may be signed
+    by a new key: 503 (try again), not 401 (your token is bad)."""
+    verifier.verify(issuer.token())
+    new_key = issuer.add_key()
+    issuer.down = True
+    clock.advance(60)
+    for _ in range(3):
+        with pytest.raises(IssuerUnavailable, match="signing keys"):
+            verifier.verify(issuer.token(key=new_key))
+        settled(verifier)
+    issuer.down = False
+    clock.advance(5)
+    verifier.verify(issuer.token())  # a known key: served, and starts a refresh
+    settled(verifier)
+    assert verifier.verify(issuer.token(key=new_key))["sub"] == "42"
+
+
+NESTED = b"[" * 200_000 + b"]" * 200_000  # valid JSON whose parsing overflows the stack
+
+
+def test_any_failure_of_a_refresh_backs_off(issuer: FakeIssuer, clock: Clock) -> None:
+    """An answer that breaks the JSON parser (RecursionError) is a failed refresh like any
+    other: the keys held keep serving and the issuer is asked again after 5 s, not on
+    every request."""
+    verifier = Verifier(issuer.url, clock=clock)
+    verifier.verify(issuer.token())
+    issuer.raw["/jwks"] = NESTED
+    clock.advance(61)
+    for _ in range(10):
+        assert verifier.verify(issuer.token())["sub"] == "42"
+        settled(verifier)
+    assert issuer.hits["/jwks"] == 2
+    verifier.close()
+
+
+def test_a_probe_failing_oddly_does_not_jam_the_breaker(issuer: FakeIssuer, clock: Clock) -> None:
+    """A half-open probe that fails with something unexpected (here an answer that breaks
+    the JSON parser) re-opens the breaker, which lets the next probe through 5 s later."""
+    verifier = introspecting(issuer, clock, timeout=5)
+    issuer.down = True
+    with pytest.raises(IssuerUnavailable):
+        verifier.verify(issuer.token())
+    issuer.down = False
+    issuer.raw["/introspect"] = NESTED
+    clock.advance(5)
+    with pytest.raises(IssuerUnavailable, match="cannot reach"):
+        verifier.verify(issuer.token())
+    del issuer.raw["/introspect"]
+    clock.advance(5)
+    assert verifier.verify(issuer.token())["sub"] == "42"
+    verifier.close()
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_starts_afresh(issuer: FakeIssuer, clock: Clock) -> None:
+    """A verifier used before a pre-forking server forks (a warm-up) works in the child,
+    although the refresh the parent had in flight does not exist there."""
+    verifier = Verifier(issuer.url, clock=clock, timeout=2)
+    verifier.verify(issuer.token())
+    issuer.stall()
+    clock.advance(61)
+    verifier.verify(issuer.token())  # a refresh in flight, held by the issuer
+    assert issuer.held.acquire(timeout=10)
+    new_key = issuer.add_key()
+    reader, writer = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through the pipe
+        try:
+            outcome = verifier.verify(issuer.token(key=new_key))["sub"]
+        except BaseException as exc:
+            outcome = repr(exc)
+        os.write(writer, outcome.encode())
+        os._exit(0)
+    os.close(writer)
+    issuer.release()  # the child's own calls need the issuer answering
+    with os.fdopen(reader) as pipe:
+        outcome = pipe.read()
+    os.waitpid(child, 0)
+    assert outcome == "42"
+    verifier.close()
 
 
 def test_oversized_answers_are_refused(issuer: FakeIssuer, clock: Clock) -> None:

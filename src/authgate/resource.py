@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, Generic, TypeVar
 
+import httpcore
 import httpx
 from flask import Flask, current_app, g, request
 from joserfc import jws, jwt
@@ -78,9 +80,6 @@ RETRY_SECONDS = 5.0
 #: Longest a request waits for one answer of the issuer: connecting, headers and body
 #: together (``Verifier(timeout=...)``).
 TIMEOUT_SECONDS = 5.0
-#: Calls to the issuer in flight at once per process; more wait for a slot (within their
-#: deadline), so an issuer that never answers cannot pile up threads.
-MAX_PARALLEL_CALLS = 16
 #: A larger answer from the issuer is refused (a JWKS or introspection answer is small).
 MAX_RESPONSE_BYTES = 1 << 20
 #: How long an introspection answer is trusted, and how many answers are kept.
@@ -170,10 +169,103 @@ class IssuerUnavailable(TokenError):
 
 # --- calls to the issuer ------------------------------------------------------------
 
+_calls = threading.local()  # .deadline: time.monotonic() by which this thread's call ends
+
+
+def _left(timeout: float | None) -> float | None:
+    """``timeout`` cut to what is left of this thread's call deadline. Never 0 (which would
+    make the socket non-blocking): a spent deadline leaves a millisecond, then times out."""
+    deadline = getattr(_calls, "deadline", None)
+    if deadline is None:
+        return timeout
+    left = max(deadline - time.monotonic(), 0.001)
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every read and write ends by the calling thread's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream) -> None:
+        self._stream = stream
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Read, within the deadline."""
+        return self._stream.read(max_bytes, _left(timeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Write, within the deadline."""
+        self._stream.write(buffer, _left(timeout))
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        """The TLS handshake, within the deadline."""
+        upgraded = self._stream.start_tls(ssl_context, server_hostname, _left(timeout))
+        return _DeadlineStream(upgraded)
+
+    def get_extra_info(self, info: str) -> Any:
+        """As the wrapped connection answers."""
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """httpcore's socket backend, every connect cut to the calling thread's deadline."""
+
+    def __init__(self) -> None:
+        self._backend = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        """Connect, within the deadline (the name lookup excepted)."""
+        connection = self._backend.connect_tcp(
+            host, port, _left(timeout), local_address, socket_options
+        )
+        return _DeadlineStream(connection)
+
+    def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.NetworkStream:
+        """Connect, within the deadline."""
+        connection = self._backend.connect_unix_socket(path, _left(timeout), socket_options)
+        return _DeadlineStream(connection)
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep (httpcore's retries; AuthGate's client makes none)."""
+        self._backend.sleep(seconds)
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's transport over a connection pool on :class:`_DeadlineBackend`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # httpx takes no network backend; handle_request uses the pool built here (the
+        # tests of this module fail if an httpx release changes that).
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=httpx.create_ssl_context(),
+            max_connections=100,
+            max_keepalive_connections=20,
+            keepalive_expiry=5.0,
+            network_backend=_DeadlineBackend(),
+        )
+
 
 @dataclass(frozen=True)
 class Answer:
-    """An answer of the issuer, read in full (and decoded, if it was compressed)."""
+    """An answer of the issuer, read in full."""
 
     status_code: int
     headers: httpx.Headers
@@ -184,15 +276,75 @@ class Answer:
         return json.loads(self.content)
 
 
-class Call(Generic[T]):
-    """Work running in its own daemon thread (a call to the issuer); wait for it with
-    :meth:`result`. A caller that stops waiting leaves it to finish (or time out) alone."""
+class IssuerHTTP:
+    """HTTP to the issuer, each call ending by its deadline.
 
-    def __init__(self, work: Callable[[], T], slots: threading.Semaphore) -> None:
+    httpx's timeouts bound each network operation, not a call: an issuer (or a proxy in
+    front of it) sending a byte every few seconds would hold a request for ever. Here every
+    connect, read and write of a call is cut to what is left of the call's deadline, so the
+    whole call (connection, TLS, headers, body) ends in time, the name lookup excepted.
+    Answers are asked uncompressed and read up to MAX_RESPONSE_BYTES. The httpx client is
+    created on first use (after a pre-forking server forked).
+    """
+
+    def __init__(self, timeout: float = TIMEOUT_SECONDS) -> None:
+        self.timeout = timeout
+        self._client: httpx.Client | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> httpx.Client:
+        """The httpx client, created on first use."""
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = httpx.Client(
+                        timeout=self.timeout,
+                        transport=_DeadlineTransport(),
+                        headers={"Accept-Encoding": "identity"},
+                    )
+        return self._client
+
+    def deadline(self) -> float:
+        """The deadline of a call (or of all the calls of one request) starting now."""
+        return time.monotonic() + self.timeout
+
+    def request(
+        self, method: str, url: str, *, deadline: float | None = None, **options: Any
+    ) -> Answer:
+        """Make a call that ends by ``deadline`` (default: the timeout from now); raises
+        httpx.HTTPError (a timeout included)."""
+        deadline = self.deadline() if deadline is None else deadline
+        budget = deadline - time.monotonic()
+        if budget <= 0:
+            raise httpx.TimeoutException("no time left to ask the issuer")
+        _calls.deadline = deadline
+        try:
+            with self.client.stream(method, url, timeout=budget, **options) as response:
+                if response.headers.get("Content-Encoding", "identity") != "identity":
+                    raise httpx.DecodingError("a compressed answer, though none was asked for")
+                body = bytearray()
+                for chunk in response.iter_raw():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise httpx.DecodingError(f"answer over {MAX_RESPONSE_BYTES} bytes")
+        finally:
+            _calls.deadline = None
+        return Answer(response.status_code, response.headers, bytes(body))
+
+    def close(self) -> None:
+        """Close the httpx client (connections to the issuer)."""
+        if self._client is not None:
+            self._client.close()
+
+
+class Call(Generic[T]):
+    """Work running in a daemon thread of its own (a key refresh); wait with :meth:`result`."""
+
+    def __init__(self, work: Callable[[], T]) -> None:
         self._done = threading.Event()
         self._value: T | None = None
         self._error: Exception | None = None
-        self._slots = slots
         threading.Thread(target=self._run, args=(work,), daemon=True).start()
 
     def _run(self, work: Callable[[], T]) -> None:
@@ -201,7 +353,6 @@ class Call(Generic[T]):
         except Exception as exc:  # handed to whoever waits
             self._error = exc
         finally:
-            self._slots.release()
             self._done.set()
 
     @property
@@ -209,79 +360,14 @@ class Call(Generic[T]):
         """True once the work has finished."""
         return self._done.is_set()
 
-    def result(self, timeout: float) -> T:
-        """The work's result; raises httpx.TimeoutException after ``timeout`` seconds, or
-        the work's own error."""
-        if not self._done.wait(max(timeout, 0.0)):
+    def result(self, deadline: float) -> T:
+        """The work's result; raises httpx.TimeoutException if it is not done by
+        ``deadline`` (``time.monotonic()``), or the work's own error."""
+        if not self._done.wait(max(deadline - time.monotonic(), 0.0)):
             raise httpx.TimeoutException("the issuer did not answer in time")
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
-
-
-class IssuerHTTP:
-    """HTTP to the issuer, each call bounded by an overall deadline.
-
-    httpx's timeouts bound each network operation, not a whole call: an issuer (or a proxy
-    in front of it) that sends a byte every few seconds would hold a request of your
-    service for ever. So calls run in daemon threads (:meth:`run`) and callers wait at
-    most ``timeout`` seconds for them. At most MAX_PARALLEL_CALLS run at once; one that
-    overran keeps its slot until httpx gives up. Answers are read up to
-    MAX_RESPONSE_BYTES. The httpx client is created on first use (after a pre-forking
-    server forked).
-    """
-
-    def __init__(self, timeout: float = TIMEOUT_SECONDS, http: httpx.Client | None = None) -> None:
-        self.timeout = timeout
-        self._client = http
-        self._lock = threading.Lock()
-        self._slots = threading.BoundedSemaphore(MAX_PARALLEL_CALLS)
-
-    @property
-    def client(self) -> httpx.Client:
-        """The httpx client, created on first use."""
-        if self._client is None:
-            with self._lock:
-                if self._client is None:
-                    self._client = httpx.Client(timeout=self.timeout)
-        return self._client
-
-    def run(self, work: Callable[[], T], *, slot_timeout: float | None = None) -> Call[T]:
-        """Start ``work`` in a thread of its own; raises httpx.TimeoutException when no slot
-        frees up within ``slot_timeout`` seconds (default: the timeout)."""
-        wait = self.timeout if slot_timeout is None else max(slot_timeout, 0.0)
-        if not self._slots.acquire(timeout=wait):
-            raise httpx.TimeoutException("too many calls to the issuer in flight")
-        try:
-            return Call(work, self._slots)
-        except BaseException:
-            self._slots.release()
-            raise
-
-    def request(
-        self, method: str, url: str, *, timeout: float | None = None, **options: Any
-    ) -> Answer:
-        """Make a call and wait for it, at most ``timeout`` seconds (default: the timeout);
-        raises httpx.HTTPError."""
-        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
-        call = self.run(lambda: self.fetch(method, url, **options), slot_timeout=timeout)
-        return call.result(deadline - time.monotonic())
-
-    def fetch(self, method: str, url: str, **options: Any) -> Answer:
-        """Make a call in this thread (``options`` as for ``httpx.Client.request``); only
-        httpx's per-operation timeouts bound it, so use it inside :meth:`run`."""
-        with self.client.stream(method, url, **options) as response:
-            body = bytearray()
-            for chunk in response.iter_bytes():
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise httpx.DecodingError(f"answer larger than {MAX_RESPONSE_BYTES} bytes")
-        return Answer(response.status_code, response.headers, bytes(body))
-
-    def close(self) -> None:
-        """Close the httpx client (connections to the issuer)."""
-        if self._client is not None:
-            self._client.close()
 
 
 # --- discovery and keys -------------------------------------------------------------
@@ -296,19 +382,18 @@ class IssuerMetadata:
     introspection_endpoint: str | None
 
 
-def discover(issuer: str, http: IssuerHTTP) -> IssuerMetadata:
-    """Read the issuer's metadata (RFC 8414, then OpenID Connect Discovery).
+def discover(issuer: str, http: IssuerHTTP, deadline: float | None = None) -> IssuerMetadata:
+    """Read the issuer's metadata (RFC 8414, then OpenID Connect Discovery), by ``deadline``.
 
     The document must name exactly ``issuer`` (RFC 8414 3.3), so a wrong URL cannot
-    redirect us to somebody else's keys. Both places are tried within one timeout.
-    Raises IssuerUnavailable.
+    redirect us to somebody else's keys. Raises IssuerUnavailable.
     """
-    deadline = time.monotonic() + http.timeout
+    deadline = http.deadline() if deadline is None else deadline
     for path in METADATA_PATHS:
         try:
-            response = http.request("GET", issuer + path, timeout=deadline - time.monotonic())
+            response = http.request("GET", issuer + path, deadline=deadline)
             document = response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError):
+        except (httpx.HTTPError, ValueError, RecursionError):
             continue
         if not isinstance(document, dict):
             continue
@@ -338,6 +423,7 @@ class _KeysState:
     etag: str | None = None
     expires_at: float = float("-inf")
     fetched_at: float = float("-inf")
+    failed: bool = False  # the last fetch failed: an unknown kid may yet be the issuer's
 
 
 class JWKSCache:
@@ -346,11 +432,13 @@ class JWKSCache:
     Fresh for the ``max-age`` the issuer sends; then revalidated (``If-None-Match`` with
     the ``ETag``) in the background: while one refresh runs, requests go on with the keys
     we hold, so a slow or unreachable issuer delays no token signed by a known key. A
-    token naming a ``kid`` we do not hold (or the very first token) waits for a fetch, at
-    most the HTTP timeout; that fetch happens only if the last one is at least
+    token naming a ``kid`` we do not hold (or the very first token) waits for a fetch, up
+    to its deadline; that fetch happens only if the last one is at least
     ``refetch_interval`` seconds old, so forged ``kid`` values cannot make us hammer the
-    issuer. When the issuer is unreachable, the keys we hold keep working and we retry
-    every RETRY_SECONDS.
+    issuer. When the issuer is unreachable, the keys we hold keep working, a ``kid`` we
+    do not hold is answered IssuerUnavailable (not "unknown": it may be a new key), and
+    we retry every RETRY_SECONDS. A refresh ends by its own deadline, whatever the issuer
+    does.
     """
 
     def __init__(
@@ -369,28 +457,30 @@ class JWKSCache:
         self._refreshing: Call[_KeysState] | None = None
         self._lock = threading.Lock()
 
-    def keys_for(self, kid: str) -> KeySet:
-        """A key set holding ``kid``; raises InvalidToken (unknown kid) or IssuerUnavailable."""
+    def keys_for(self, kid: str, deadline: float | None = None) -> KeySet:
+        """A key set holding ``kid``; waits for a fetch until ``deadline`` at most if it
+        needs one. Raises InvalidToken (unknown kid) or IssuerUnavailable."""
         state = self._state
         if kid in state.kids and self._clock() < state.expires_at:
             return state.keys  # type: ignore[return-value]
         refresh = self._refresh_if_due(kid)
         if refresh is not None and kid not in state.kids:
             try:
-                state = refresh.result(self._http.timeout)
+                refresh.result(self._http.deadline() if deadline is None else deadline)
             except httpx.TimeoutException as exc:
                 raise IssuerUnavailable("the issuer's signing keys did not arrive in time") from exc
-        if state.keys is None:
+        state = self._state
+        if kid in state.kids:
+            return state.keys  # type: ignore[return-value]
+        if state.keys is None or state.failed:
             raise IssuerUnavailable("cannot fetch the issuer's signing keys")
-        if kid not in state.kids:
-            raise InvalidToken("unknown signing key")
-        return state.keys
+        raise InvalidToken("unknown signing key")
 
     def settle(self, timeout: float) -> None:
         """Wait up to ``timeout`` seconds for a refresh in flight (tests, shutdown)."""
         refresh = self._refreshing
         if refresh is not None:
-            refresh.result(timeout)
+            refresh.result(time.monotonic() + timeout)
 
     def _refresh_if_due(self, kid: str) -> Call[_KeysState] | None:
         """The refresh in flight, else a new one if the keys are due one, else None."""
@@ -401,11 +491,7 @@ class JWKSCache:
             unknown = kid not in state.kids and now - state.fetched_at >= self._refetch_interval
             if now < state.expires_at and not unknown:
                 return None
-            try:
-                self._refreshing = self._http.run(self._refresh, slot_timeout=0)
-            except httpx.TimeoutException:
-                log.warning("cannot refresh JWKS from %s: too many calls in flight", self.jwks_uri)
-                return None
+            self._refreshing = Call(self._refresh)
             return self._refreshing
 
     def _refresh(self) -> _KeysState:
@@ -413,16 +499,16 @@ class JWKSCache:
         headers = {"If-None-Match": state.etag} if state.etag and state.keys else {}
         self.fetches += 1
         try:
-            response = self._http.fetch("GET", self.jwks_uri, headers=headers)
+            response = self._http.request("GET", self.jwks_uri, headers=headers)
             if response.status_code == 304 and state.keys is not None:
                 keys, kids = state.keys, state.kids
             elif response.status_code == 200:
                 keys, kids = _import_jwks(response.json())
             else:
                 raise ValueError(f"status {response.status_code}")
-        except (httpx.HTTPError, ValueError, TypeError, KeyError, JoseError) as exc:
+        except Exception as exc:  # whatever went wrong, keep the keys and retry later
             log.warning("cannot refresh JWKS from %s: %s", self.jwks_uri, exc)
-            fresh = _KeysState(state.keys, state.kids, state.etag, now + RETRY_SECONDS, now)
+            fresh = _KeysState(state.keys, state.kids, state.etag, now + RETRY_SECONDS, now, True)
         else:
             expires_at = now + max_age(response.headers.get("Cache-Control"))
             etag = response.headers.get("ETag", state.etag if response.status_code == 304 else None)
@@ -483,8 +569,9 @@ class Introspector:
         self._down_until: float | None = None
         self._probing = False
 
-    def is_active(self, token: str) -> bool:
-        """True when the issuer says the token is active; raises IssuerUnavailable."""
+    def is_active(self, token: str, deadline: float | None = None) -> bool:
+        """True when the issuer says the token is active, asked by ``deadline`` at most;
+        raises IssuerUnavailable."""
         key = hashlib.sha256(token.encode()).hexdigest()
         now = self._clock()
         cached = self._answers.get(key)
@@ -492,8 +579,8 @@ class Introspector:
             return cached[0]
         self._admit()
         try:
-            active = self._ask(token)
-        except IssuerUnavailable:
+            active = self._ask(token, deadline)
+        except BaseException:  # whatever it was, the breaker opens (never stays half-open)
             self._settle(down_until=self._clock() + RETRY_SECONDS)
             raise
         self._settle(down_until=None)
@@ -517,17 +604,18 @@ class Introspector:
             self._down_until = down_until
             self._probing = False
 
-    def _ask(self, token: str) -> bool:
+    def _ask(self, token: str, deadline: float | None) -> bool:
         self.calls += 1
         try:
             response = self._http.request(
                 "POST",
                 self.endpoint,
+                deadline=deadline,
                 data={"token": token, "token_type_hint": "access_token"},
                 auth=self._auth,
             )
             answer = response.json() if response.status_code == 200 else None
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, RecursionError) as exc:
             log.warning("introspection at %s failed: %s", self.endpoint, exc)
             raise IssuerUnavailable("cannot reach the introspection endpoint") from exc
         if not isinstance(answer, dict):
@@ -556,8 +644,10 @@ class Verifier:
     """Verifies AuthGate access tokens for one issuer; thread-safe, one per process.
 
     ``introspect_client_id``/``_secret`` turn on revocation awareness; ``leeway`` allows
-    that many seconds of clock skew on ``exp``; ``timeout`` is the longest a request
-    waits for one answer of the issuer. ``http`` and ``clock`` are for tests.
+    that many seconds of clock skew on ``exp``; ``timeout`` is the longest one
+    verification waits for the issuer, all its calls together. ``clock`` is for tests.
+    Used in a process forked from the one that built it, it starts afresh (no connection,
+    lock or call in flight is shared with the parent).
     """
 
     def __init__(
@@ -570,7 +660,6 @@ class Verifier:
         leeway: int = 0,
         algorithms: Iterable[str] = ALGORITHMS,
         timeout: float = TIMEOUT_SECONDS,
-        http: httpx.Client | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not issuer.startswith(("http://", "https://")):
@@ -584,8 +673,15 @@ class Verifier:
         self.algorithms = list(algorithms)
         self._introspect = (introspect_client_id, introspect_client_secret)
         self._introspect_ttl = introspect_cache_seconds
-        self._http = IssuerHTTP(timeout, http)
+        self.timeout = timeout
         self._clock = clock
+        self._start_afresh()
+
+    def _start_afresh(self) -> None:
+        """No HTTP client, keys, breaker or lock yet: in a new verifier, or in a forked
+        child, where the parent's threads (a refresh in flight) do not exist."""
+        self._pid = os.getpid()
+        self._http = IssuerHTTP(self.timeout)
         self._lock = threading.Lock()
         self._jwks: JWKSCache | None = None
         self._introspector: Introspector | None = None
@@ -640,9 +736,13 @@ class Verifier:
         Raises InvalidToken, InsufficientScope or IssuerUnavailable.
         """
         header = self._header(token)
-        keys = self._keys().keys_for(header["kid"])
+        if self._pid != os.getpid():
+            self._start_afresh()
+        deadline = self._http.deadline()  # for all of this token's calls to the issuer
+        keys = self._keys(deadline).keys_for(header["kid"], deadline)
         claims = self._decode(token, keys, audience)
-        if self.introspection_enabled and not self._introspection().is_active(token):
+        introspector = self._introspection(deadline) if self.introspection_enabled else None
+        if introspector is not None and not introspector.is_active(token, deadline):
             raise InvalidToken("token revoked or unknown to the issuer")
         missing = [s for s in _scopes(scope) if s not in str(claims.get("scope") or "").split()]
         if missing:
@@ -685,31 +785,31 @@ class Verifier:
             raise InvalidToken("an ID token is not an access token")
         return claims
 
-    def _metadata(self) -> IssuerMetadata:
+    def _metadata(self, deadline: float) -> IssuerMetadata:
         """Discovery (the caller holds the lock); retried every RETRY_SECONDS while it fails."""
         if self._clock() - self._failed_at < RETRY_SECONDS:
             raise IssuerUnavailable("cannot read the issuer's metadata")
         try:
-            return discover(self.issuer, self._http)
+            return discover(self.issuer, self._http, deadline)
         except IssuerUnavailable:
             self._failed_at = self._clock()
             raise
 
     @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        """Hold the lock, waiting for it at most the timeout (another request discovers)."""
-        if not self._lock.acquire(timeout=self._http.timeout):
+    def _locked(self, deadline: float) -> Iterator[None]:
+        """Hold the lock, waiting for it until ``deadline`` (another request discovers)."""
+        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             raise IssuerUnavailable("the issuer's metadata did not arrive in time")
         try:
             yield
         finally:
             self._lock.release()
 
-    def _keys(self) -> JWKSCache:
+    def _keys(self, deadline: float) -> JWKSCache:
         if self._jwks is None:
-            with self._locked():
+            with self._locked(deadline):
                 if self._jwks is None:
-                    metadata = self._metadata()
+                    metadata = self._metadata(deadline)
                     if self.introspection_enabled:
                         self._introspector = self._make_introspector(metadata)
                     self._jwks = JWKSCache(metadata.jwks_uri, self._http, clock=self._clock)
@@ -730,11 +830,11 @@ class Verifier:
             clock=self._clock,
         )
 
-    def _introspection(self) -> Introspector:
+    def _introspection(self, deadline: float) -> Introspector:
         if self._introspector is None:
-            with self._locked():
+            with self._locked(deadline):
                 if self._introspector is None:
-                    self._introspector = self._make_introspector(self._metadata())
+                    self._introspector = self._make_introspector(self._metadata(deadline))
         return self._introspector
 
 
