@@ -7,6 +7,7 @@ introspection endpoint, counts what it was asked, and signs tokens with its own 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import secrets
@@ -98,11 +99,12 @@ class FakeIssuer:
         jose = {"alg": "ES256", "kid": key.kid, "typ": typ, **(header or {})}
         return jwt.encode(jose, body, key, algorithms=["ES256"])
 
-    def stall(self, trickle: bool = False) -> None:
-        """Hold every request from now on until release(): silently, or sending one byte of
-        a never-ending header every 0.1 s (``trickle``: no per-read timeout ever fires)."""
+    def stall(self, how: str = "silent") -> None:
+        """Hold every request from now on until release(): ``silent``ly; or ``trickle``,
+        one byte of a never-ending header every 0.1 s; or ``flood``, ``100 Continue``
+        answers as fast as they go (no per-read timeout ever fires on either)."""
         self._released.clear()
-        self._stall = "trickle" if trickle else "silent"
+        self._stall = how
 
     def release(self) -> None:
         """Let held requests go: silent ones are answered, trickled ones cut off."""
@@ -158,9 +160,15 @@ class FakeIssuer:
                 if mode == "silent":
                     issuer._released.wait(60)
                     return True
-                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
-                while not issuer._released.wait(0.1):
-                    self.wfile.write(b"a")
+                with contextlib.suppress(OSError):  # the client gave up: it may
+                    if mode == "flood":
+                        burst = b"HTTP/1.1 100 Continue\r\n\r\n" * 1000
+                        while not issuer._released.is_set():  # keeps the socket full
+                            self.wfile.write(burst)
+                    else:
+                        self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                        while not issuer._released.wait(0.1):
+                            self.wfile.write(b"a")
                 self.close_connection = True
                 return False
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -13,12 +14,15 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import httpcore
+import httpx
 import pytest
 from flask import Flask
 from joserfc import jwt
 from joserfc.jwk import ECKey, OctKey
 from werkzeug.test import Client
 
+from authgate import resource
 from authgate.resource import (
     InsufficientScope,
     InvalidToken,
@@ -258,7 +262,7 @@ def test_unknown_kid_waits_for_a_hanging_issuer_at_most_the_timeout(
     verifier = Verifier(issuer.url, clock=clock, timeout=0.5)
     verifier.verify(issuer.token())
     new_key = issuer.add_key()
-    issuer.stall(trickle=True)  # the fetch outlives the wait, whatever the machine's load
+    issuer.stall("trickle")  # the fetch outlives the wait, whatever the machine's load
     clock.advance(60)
     # Whichever ends first, the wait or the refresh (both at the timeout): 503.
     with pytest.raises(IssuerUnavailable, match="did not arrive in time|cannot fetch"):
@@ -275,7 +279,7 @@ def test_a_trickling_issuer_is_cut_off_at_the_timeout(issuer: FakeIssuer, clock:
     """An issuer sending one byte every 0.1 s never trips httpx's per-read timeout; the
     overall timeout still ends the wait (503), and then the breaker refuses at once."""
     verifier = introspecting(issuer, clock, timeout=1)
-    issuer.stall(trickle=True)
+    issuer.stall("trickle")
     with pytest.raises(IssuerUnavailable, match="cannot reach"):
         finishes(lambda: verifier.verify(issuer.token()))
     assert issuer.hits["/introspect"] == 2
@@ -319,7 +323,7 @@ def test_a_trickled_key_refresh_ends_by_its_deadline(issuer: FakeIssuer, clock: 
     verifier = Verifier(issuer.url, clock=clock, timeout=1)
     old_key = issuer.keys[0]
     verifier.verify(issuer.token())
-    issuer.stall(trickle=True)
+    issuer.stall("trickle")
     clock.advance(61)
     assert verifier.verify(issuer.token())["sub"] == "42"  # starts the trickled refresh
     assert issuer.held.acquire(timeout=10)
@@ -439,6 +443,179 @@ def test_a_forked_child_starts_afresh(issuer: FakeIssuer, clock: Clock) -> None:
         outcome = pipe.read()
     os.waitpid(child, 0)
     assert outcome == "42"
+    verifier.close()
+
+
+def test_a_flood_of_interim_answers_ends_at_the_deadline(issuer: FakeIssuer) -> None:
+    """A server sending ``100 Continue`` without end has data for every read; the call
+    still ends when its deadline has passed."""
+    http = resource.IssuerHTTP(timeout=1)
+    issuer.stall("flood")
+    with pytest.raises(httpx.TimeoutException):
+        finishes(lambda: http.request("GET", issuer.url + "/jwks"))
+    issuer.release()
+    http.close()
+
+
+def test_environment_proxies_are_used_within_the_deadline(
+    issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY applies as in any httpx client, and a proxy that trickles is cut off at
+    the deadline like the issuer itself."""
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", issuer.url)  # the fake issuer plays the proxy
+    http = resource.IssuerHTTP(timeout=1)
+    answer = http.request("GET", "http://issuer.invalid/jwks")
+    assert answer.status_code == 404  # the proxy was asked for the absolute URL
+    assert issuer.hits == {"http://issuer.invalid/jwks": 1}
+    issuer.stall("trickle")
+    with pytest.raises(httpx.TimeoutException):
+        finishes(lambda: http.request("GET", "http://issuer.invalid/jwks"))
+    issuer.release()
+    http.close()
+
+
+def test_each_address_of_a_name_is_tried_within_one_deadline(
+    issuer: FakeIssuer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name with several addresses: a refused one is skipped for the next, and once the
+    deadline has passed no further address is tried."""
+    port = int(issuer.url.rsplit(":", 1)[1])
+    real = socket.getaddrinfo
+
+    def addresses(*addresses: str) -> None:
+        found = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: found)
+
+    addresses("127.0.0.2", "127.0.0.1")  # nothing listens on 127.0.0.2: refused
+    http = resource.IssuerHTTP(timeout=2)
+    assert http.request("GET", f"http://issuer.test:{port}/jwks").status_code == 200
+
+    tried: list[str] = []
+    connect = httpcore.SyncBackend.connect_tcp
+
+    def spent(backend: Any, host: str, *args: Any, **kwargs: Any) -> Any:
+        tried.append(host)
+        time.sleep(0.3)  # as a connection that times out, using up the deadline
+        raise httpcore.ConnectTimeout("timed out")
+
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", spent)
+    addresses("127.0.0.3", "127.0.0.4", "127.0.0.5")
+    slow = resource.IssuerHTTP(timeout=0.2)
+    with pytest.raises(httpx.ConnectTimeout):
+        slow.request("GET", f"http://issuer.test:{port}/jwks")
+    assert tried == ["127.0.0.3"]
+    monkeypatch.setattr(httpcore.SyncBackend, "connect_tcp", connect)
+    monkeypatch.setattr(socket, "getaddrinfo", real)
+    http.close()
+
+
+def test_keys_held_stop_serving_a_day_past_their_max_age(
+    issuer: FakeIssuer, verifier: Verifier, clock: Clock
+) -> None:
+    """While the issuer cannot be reached the keys held keep serving, for a day past their
+    max-age at most: a key the issuer withdrew meanwhile does not live for ever."""
+    verifier.verify(issuer.token())
+    issuer.down = True
+    clock.advance(60 + 86400 - 10)
+    assert verifier.verify(issuer.token())["sub"] == "42"
+    settled(verifier)
+    clock.advance(10)
+    with pytest.raises(IssuerUnavailable, match="signing keys"):
+        verifier.verify(issuer.token())
+    settled(verifier)
+    issuer.down = False
+    clock.advance(5)
+    with pytest.raises(IssuerUnavailable):
+        verifier.verify(issuer.token())  # starts the refresh
+    settled(verifier)
+    assert verifier.verify(issuer.token())["sub"] == "42"
+
+
+def test_an_unusable_introspection_endpoint_is_unavailable_not_an_error(
+    issuer: FakeIssuer, clock: Clock
+) -> None:
+    """Metadata naming an introspection endpoint that is no http(s) URL: 503, not 500."""
+    for endpoint in ("http://[::1", 42, "ftp://x/introspect"):
+        metadata = {"issuer": issuer.url, "jwks_uri": f"{issuer.url}/jwks"}
+        metadata["introspection_endpoint"] = endpoint
+        issuer.raw["/.well-known/oauth-authorization-server"] = json.dumps(metadata).encode()
+        verifier = Verifier(
+            issuer.url, introspect_client_id="rs", introspect_client_secret="s", clock=clock
+        )
+        with pytest.raises(IssuerUnavailable, match="no introspection endpoint"):
+            verifier.verify(issuer.token())
+        verifier.close()
+
+
+def test_the_breaker_survives_an_unexpected_error_and_a_spent_deadline(
+    issuer: FakeIssuer, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected exception from an introspection call re-opens the breaker (never
+    leaving it half-open for good); a call never made, because the request's time was
+    spent before it, leaves the breaker closed."""
+    verifier = introspecting(issuer, clock, timeout=5)
+    introspector = verifier._introspector
+    assert introspector is not None
+    with pytest.raises(IssuerUnavailable):
+        introspector.is_active(issuer.token(), deadline=time.monotonic() - 1)
+    asked = issuer.hits["/introspect"]
+    assert verifier.verify(issuer.token())["sub"] == "42"  # closed: asked at once
+    assert issuer.hits["/introspect"] == asked + 1
+
+    issuer.down = True
+    with pytest.raises(IssuerUnavailable):
+        verifier.verify(issuer.token())
+    issuer.down = False
+    clock.advance(5)
+    broken = resource.IssuerHTTP.request
+
+    def odd(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("something unexpected")
+
+    monkeypatch.setattr(resource.IssuerHTTP, "request", odd)
+    with pytest.raises(RuntimeError):
+        verifier.verify(issuer.token())  # the half-open probe
+    monkeypatch.setattr(resource.IssuerHTTP, "request", broken)
+    with pytest.raises(IssuerUnavailable, match="retrying soon"):
+        verifier.verify(issuer.token())
+    clock.advance(5)
+    assert verifier.verify(issuer.token())["sub"] == "42"
+    verifier.close()
+
+
+def test_threads_of_a_forked_child_start_afresh_together(
+    issuer: FakeIssuer, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several threads making a forked child's first verifications at once (simulated: the
+    verifier's pid is another process's, getpid slowed to widen the window) all succeed."""
+    verifier = Verifier(issuer.url, clock=clock)
+    verifier.verify(issuer.token())
+    verifier._pid = -1
+    real_getpid = os.getpid
+
+    def slow_getpid() -> int:
+        time.sleep(0.01)
+        return real_getpid()
+
+    monkeypatch.setattr(os, "getpid", slow_getpid)
+    token = issuer.token()
+    outcomes: list[str] = []
+
+    def first_verification() -> None:
+        try:
+            outcomes.append(verifier.verify(token)["sub"])
+        except Exception as exc:
+            outcomes.append(repr(exc))
+
+    threads = [threading.Thread(target=first_verification) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    monkeypatch.setattr(os, "getpid", real_getpid)
+    assert outcomes == ["42"] * 8
     verifier.close()
 
 

@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import os
+import socket
 import ssl
 import threading
 import time
@@ -75,6 +77,9 @@ UNKNOWN_KID_REFETCH_SECONDS = 60.0
 DEFAULT_MAX_AGE = 300.0
 MIN_MAX_AGE = 5.0
 MAX_MAX_AGE = 86400.0
+#: Keys held past their max-age keep serving while the issuer cannot be reached, this long
+#: at most; then tokens get 503 (a key the issuer withdrew must not live for ever).
+MAX_STALE_SECONDS = 86400.0
 #: After a failed call, wait this long before trying the issuer again.
 RETRY_SECONDS = 5.0
 #: Longest a request waits for one answer of the issuer: connecting, headers and body
@@ -172,13 +177,16 @@ class IssuerUnavailable(TokenError):
 _calls = threading.local()  # .deadline: time.monotonic() by which this thread's call ends
 
 
-def _left(timeout: float | None) -> float | None:
-    """``timeout`` cut to what is left of this thread's call deadline. Never 0 (which would
-    make the socket non-blocking): a spent deadline leaves a millisecond, then times out."""
+def _left(timeout: float | None, spent: type[Exception]) -> float | None:
+    """``timeout`` cut to what is left of this thread's call deadline; raises ``spent``
+    (an httpcore timeout) once nothing is left, so a server that keeps sending (a flood of
+    ``100 Continue``, a fast trickle) cannot keep a call going past it."""
     deadline = getattr(_calls, "deadline", None)
     if deadline is None:
         return timeout
-    left = max(deadline - time.monotonic(), 0.001)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise spent("the call's deadline has passed")
     return left if timeout is None else min(timeout, left)
 
 
@@ -190,11 +198,11 @@ class _DeadlineStream(httpcore.NetworkStream):
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         """Read, within the deadline."""
-        return self._stream.read(max_bytes, _left(timeout))
+        return self._stream.read(max_bytes, _left(timeout, httpcore.ReadTimeout))
 
     def write(self, buffer: bytes, timeout: float | None = None) -> None:
         """Write, within the deadline."""
-        self._stream.write(buffer, _left(timeout))
+        self._stream.write(buffer, _left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
         """Close the connection."""
@@ -207,7 +215,8 @@ class _DeadlineStream(httpcore.NetworkStream):
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         """The TLS handshake, within the deadline."""
-        upgraded = self._stream.start_tls(ssl_context, server_hostname, _left(timeout))
+        left = _left(timeout, httpcore.ConnectTimeout)
+        upgraded = self._stream.start_tls(ssl_context, server_hostname, left)
         return _DeadlineStream(upgraded)
 
     def get_extra_info(self, info: str) -> Any:
@@ -229,17 +238,31 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.NetworkStream:
-        """Connect, within the deadline (the name lookup excepted)."""
-        connection = self._backend.connect_tcp(
-            host, port, _left(timeout), local_address, socket_options
-        )
-        return _DeadlineStream(connection)
+        """Connect to each address of ``host`` in turn, all within the deadline (the name
+        lookup excepted): one deadline, not one per address."""
+        try:
+            found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc)) from exc
+        failure: Exception = httpcore.ConnectError(f"no address for {host}")
+        for address in dict.fromkeys(str(entry[4][0]) for entry in found):
+            left = _left(timeout, httpcore.ConnectTimeout)
+            try:
+                connection = self._backend.connect_tcp(
+                    address, port, left, local_address, socket_options
+                )
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+                continue
+            return _DeadlineStream(connection)
+        raise failure
 
     def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
     ) -> httpcore.NetworkStream:
         """Connect, within the deadline."""
-        connection = self._backend.connect_unix_socket(path, _left(timeout), socket_options)
+        left = _left(timeout, httpcore.ConnectTimeout)
+        connection = self._backend.connect_unix_socket(path, left, socket_options)
         return _DeadlineStream(connection)
 
     def sleep(self, seconds: float) -> None:
@@ -247,20 +270,16 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-class _DeadlineTransport(httpx.HTTPTransport):
-    """httpx's transport over a connection pool on :class:`_DeadlineBackend`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        # httpx takes no network backend; handle_request uses the pool built here (the
-        # tests of this module fail if an httpx release changes that).
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=httpx.create_ssl_context(),
-            max_connections=100,
-            max_keepalive_connections=20,
-            keepalive_expiry=5.0,
-            network_backend=_DeadlineBackend(),
-        )
+def _on_deadlines(client: httpx.Client) -> httpx.Client:
+    """``client`` with every connection pool on :class:`_DeadlineBackend`: the direct one
+    and one per proxy the environment names (``HTTP(S)_PROXY``, ``ALL_PROXY``,
+    ``NO_PROXY``, read by httpx as usual). httpx takes no network backend, so this sets the
+    attribute its pools read when they open a connection (httpx and httpcore are pinned;
+    the trickle tests, direct and through a proxy, fail if that changes)."""
+    for transport in (client._transport, *client._mounts.values()):
+        if transport is not None:
+            transport._pool._network_backend = _DeadlineBackend()  # type: ignore[attr-defined]
+    return client
 
 
 @dataclass(frozen=True)
@@ -274,6 +293,10 @@ class Answer:
     def json(self) -> Any:
         """The body as JSON; raises ValueError."""
         return json.loads(self.content)
+
+
+class NoTimeLeft(httpx.TimeoutException):
+    """Raised, before any connection, when a call's deadline has already passed."""
 
 
 class IssuerHTTP:
@@ -298,10 +321,8 @@ class IssuerHTTP:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = httpx.Client(
-                        timeout=self.timeout,
-                        transport=_DeadlineTransport(),
-                        headers={"Accept-Encoding": "identity"},
+                    self._client = _on_deadlines(
+                        httpx.Client(timeout=self.timeout, headers={"Accept-Encoding": "identity"})
                     )
         return self._client
 
@@ -317,7 +338,7 @@ class IssuerHTTP:
         deadline = self.deadline() if deadline is None else deadline
         budget = deadline - time.monotonic()
         if budget <= 0:
-            raise httpx.TimeoutException("no time left to ask the issuer")
+            raise NoTimeLeft("no time left to ask the issuer")
         _calls.deadline = deadline
         try:
             with self.client.stream(method, url, timeout=budget, **options) as response:
@@ -397,12 +418,23 @@ def discover(issuer: str, http: IssuerHTTP, deadline: float | None = None) -> Is
             continue
         if not isinstance(document, dict):
             continue
-        if document.get("issuer") != issuer or not isinstance(document.get("jwks_uri"), str):
+        if document.get("issuer") != issuer or not _is_http_url(document.get("jwks_uri")):
             log.error("issuer metadata at %s names another issuer or no jwks_uri", issuer + path)
             continue
         endpoint = document.get("introspection_endpoint")
+        endpoint = endpoint if _is_http_url(endpoint) else None
         return IssuerMetadata(issuer, document["jwks_uri"], endpoint)
     raise IssuerUnavailable("cannot read the issuer's metadata")
+
+
+def _is_http_url(value: Any) -> bool:
+    """True for an http(s) URL httpx can send to."""
+    if not isinstance(value, str) or not value.startswith(("http://", "https://")):
+        return False
+    try:
+        return bool(httpx.URL(value).host)
+    except (httpx.InvalidURL, ValueError):
+        return False
 
 
 def max_age(cache_control: str | None) -> float:
@@ -424,6 +456,7 @@ class _KeysState:
     expires_at: float = float("-inf")
     fetched_at: float = float("-inf")
     failed: bool = False  # the last fetch failed: an unknown kid may yet be the issuer's
+    usable_until: float = float("-inf")  # fresh until + MAX_STALE_SECONDS
 
 
 class JWKSCache:
@@ -470,9 +503,11 @@ class JWKSCache:
             except httpx.TimeoutException as exc:
                 raise IssuerUnavailable("the issuer's signing keys did not arrive in time") from exc
         state = self._state
+        if state.keys is None or self._clock() >= state.usable_until:
+            raise IssuerUnavailable("cannot fetch the issuer's signing keys")
         if kid in state.kids:
-            return state.keys  # type: ignore[return-value]
-        if state.keys is None or state.failed:
+            return state.keys
+        if state.failed:
             raise IssuerUnavailable("cannot fetch the issuer's signing keys")
         raise InvalidToken("unknown signing key")
 
@@ -508,11 +543,13 @@ class JWKSCache:
                 raise ValueError(f"status {response.status_code}")
         except Exception as exc:  # whatever went wrong, keep the keys and retry later
             log.warning("cannot refresh JWKS from %s: %s", self.jwks_uri, exc)
-            fresh = _KeysState(state.keys, state.kids, state.etag, now + RETRY_SECONDS, now, True)
+            retry_at = now + RETRY_SECONDS
+            fresh = dataclasses.replace(state, expires_at=retry_at, fetched_at=now, failed=True)
         else:
             expires_at = now + max_age(response.headers.get("Cache-Control"))
             etag = response.headers.get("ETag", state.etag if response.status_code == 304 else None)
-            fresh = _KeysState(keys, kids, etag, expires_at, now)
+            usable_until = expires_at + MAX_STALE_SECONDS
+            fresh = _KeysState(keys, kids, etag, expires_at, now, False, usable_until)
         self._state = fresh
         return fresh
 
@@ -580,6 +617,12 @@ class Introspector:
         self._admit()
         try:
             active = self._ask(token, deadline)
+        except IssuerUnavailable as exc:
+            # Not asked at all (this request's time went on discovery and keys): nothing
+            # was learnt about the endpoint, so the breaker stays as it was.
+            asked = not isinstance(exc.__cause__, NoTimeLeft)
+            self._settle(self._clock() + RETRY_SECONDS if asked else self._down_until)
+            raise
         except BaseException:  # whatever it was, the breaker opens (never stays half-open)
             self._settle(down_until=self._clock() + RETRY_SECONDS)
             raise
@@ -680,12 +723,14 @@ class Verifier:
     def _start_afresh(self) -> None:
         """No HTTP client, keys, breaker or lock yet: in a new verifier, or in a forked
         child, where the parent's threads (a refresh in flight) do not exist."""
-        self._pid = os.getpid()
         self._http = IssuerHTTP(self.timeout)
         self._lock = threading.Lock()
         self._jwks: JWKSCache | None = None
         self._introspector: Introspector | None = None
         self._failed_at = float("-inf")
+        # Last: a thread that sees this process's pid sees the fresh state too (two
+        # threads starting afresh at once just build it twice).
+        self._pid = os.getpid()
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], **options: Any) -> Verifier:
@@ -798,12 +843,13 @@ class Verifier:
     @contextlib.contextmanager
     def _locked(self, deadline: float) -> Iterator[None]:
         """Hold the lock, waiting for it until ``deadline`` (another request discovers)."""
-        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+        lock = self._lock  # the one released is the one acquired, even if replaced meanwhile
+        if not lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
             raise IssuerUnavailable("the issuer's metadata did not arrive in time")
         try:
             yield
         finally:
-            self._lock.release()
+            lock.release()
 
     def _keys(self, deadline: float) -> JWKSCache:
         if self._jwks is None:
