@@ -223,15 +223,20 @@ def finishes(work: Callable[[], T], within: float = 30) -> T:
     return outcome["value"]  # type: ignore[no-any-return]
 
 
-def introspecting(issuer: FakeIssuer, clock: Clock, timeout: float) -> Verifier:
-    """A verifier with introspection, its metadata and keys already fetched."""
-    verifier = Verifier(
+def with_introspection(issuer: FakeIssuer, clock: Clock, **options: Any) -> Verifier:
+    """A verifier of ``issuer`` that also introspects every token."""
+    return Verifier(
         issuer.url,
         introspect_client_id="rs",
         introspect_client_secret="rs-secret",
-        timeout=timeout,
         clock=clock,
+        **options,
     )
+
+
+def introspecting(issuer: FakeIssuer, clock: Clock, timeout: float) -> Verifier:
+    """A verifier with introspection, its metadata and keys already fetched."""
+    verifier = with_introspection(issuer, clock, timeout=timeout)
     verifier.verify(issuer.token())
     return verifier
 
@@ -344,13 +349,7 @@ def test_one_verification_waits_at_most_one_timeout(issuer: FakeIssuer, clock: C
     """The timeout bounds all the calls of one verification together: keys then
     introspection, each answered in 0.6 s, do not fit in 1 s (503); the keys fetched
     serve the next token."""
-    verifier = Verifier(
-        issuer.url,
-        introspect_client_id="rs",
-        introspect_client_secret="rs-secret",
-        timeout=1,
-        clock=clock,
-    )
+    verifier = with_introspection(issuer, clock, timeout=1)
     issuer.delays = {"/jwks": 0.6, "/introspect": 0.6}
     with pytest.raises(IssuerUnavailable):
         verifier.verify(issuer.token())
@@ -706,13 +705,7 @@ def test_introspection_catches_revocation_within_its_cache_time(
     issuer: FakeIssuer, clock: Clock
 ) -> None:
     """With introspection, answers are cached a few seconds; then a revocation is seen."""
-    verifier = Verifier(
-        issuer.url,
-        introspect_client_id="rs",
-        introspect_client_secret="rs-secret",
-        introspect_cache_seconds=3,
-        clock=clock,
-    )
+    verifier = with_introspection(issuer, clock, introspect_cache_seconds=3)
     token = issuer.token()
     for _ in range(5):
         verifier.verify(token)
