@@ -618,6 +618,64 @@ def test_threads_of_a_forked_child_start_afresh_together(
     verifier.close()
 
 
+def test_keys_past_the_stale_limit_stay_refused_between_retries(
+    issuer: FakeIssuer, verifier: Verifier, clock: Clock
+) -> None:
+    """Past the day of grace, a failed refresh's 5 s of back-off gives the old keys no new
+    life: every token is refused until a refresh succeeds."""
+    verifier.verify(issuer.token())
+    issuer.down = True
+    clock.advance(60 + 86400 + 3600)
+    for _ in range(3):
+        with pytest.raises(IssuerUnavailable, match="signing keys"):
+            verifier.verify(issuer.token())
+        settled(verifier)
+
+
+class Racing(Verifier):
+    """A verifier in which another thread starts afresh (a forked child's first requests)
+    right after every read of its per-process state."""
+
+    racing = False
+
+    def __getattribute__(self, name: str) -> Any:
+        value = object.__getattribute__(self, name)
+        if name in ("_jwks", "_introspector") and object.__getattribute__(self, "racing"):
+            object.__setattr__(self, name, None)
+        return value
+
+
+def test_starting_afresh_between_two_reads_never_skips_a_check(
+    issuer: FakeIssuer, clock: Clock
+) -> None:
+    """A revoked token is refused even when the state is reset between the check that
+    introspection is set up and its use (once, that skipped introspection)."""
+    verifier = Racing(
+        issuer.url, introspect_client_id="rs", introspect_client_secret="rs-secret", clock=clock
+    )
+    verifier.verify(issuer.token())
+    token = issuer.token()
+    issuer.revoked.add(token)
+    verifier.racing = True
+    with pytest.raises(InvalidToken, match="revoked"):
+        verifier.verify(token)
+    verifier.close()
+
+
+def test_a_request_short_of_time_does_not_open_the_breaker(
+    issuer: FakeIssuer, clock: Clock
+) -> None:
+    """A cold start that spends most of the timeout on the keys leaves introspection too
+    little time: that request gets 503, but the breaker stays closed for the next."""
+    verifier = with_introspection(issuer, clock, timeout=1)
+    issuer.delays = {"/jwks": 0.9, "/introspect": 0.2}
+    with pytest.raises(IssuerUnavailable):
+        verifier.verify(issuer.token())
+    settled(verifier)
+    assert verifier.verify(issuer.token())["sub"] == "42"
+    verifier.close()
+
+
 def test_oversized_answers_are_refused(issuer: FakeIssuer, clock: Clock) -> None:
     """A JWKS larger than 1 MiB is not read into memory: no keys, 503."""
     issuer.extra_jwks = [{"kty": "XYZ", "kid": "padding", "x": "a" * (1 << 20)}]

@@ -295,10 +295,6 @@ class Answer:
         return json.loads(self.content)
 
 
-class NoTimeLeft(httpx.TimeoutException):
-    """Raised, before any connection, when a call's deadline has already passed."""
-
-
 class IssuerHTTP:
     """HTTP to the issuer, each call ending by its deadline.
 
@@ -338,7 +334,7 @@ class IssuerHTTP:
         deadline = self.deadline() if deadline is None else deadline
         budget = deadline - time.monotonic()
         if budget <= 0:
-            raise NoTimeLeft("no time left to ask the issuer")
+            raise httpx.TimeoutException("no time left to ask the issuer")
         _calls.deadline = deadline
         try:
             with self.client.stream(method, url, timeout=budget, **options) as response:
@@ -493,8 +489,8 @@ class JWKSCache:
     def keys_for(self, kid: str, deadline: float | None = None) -> KeySet:
         """A key set holding ``kid``; waits for a fetch until ``deadline`` at most if it
         needs one. Raises InvalidToken (unknown kid) or IssuerUnavailable."""
-        state = self._state
-        if kid in state.kids and self._clock() < state.expires_at:
+        state, now = self._state, self._clock()
+        if kid in state.kids and now < state.expires_at and now < state.usable_until:
             return state.keys  # type: ignore[return-value]
         refresh = self._refresh_if_due(kid)
         if refresh is not None and kid not in state.kids:
@@ -615,13 +611,16 @@ class Introspector:
         if cached is not None and now < cached[1]:
             return cached[0]
         self._admit()
+        budget = self._http.timeout if deadline is None else deadline - time.monotonic()
         try:
             active = self._ask(token, deadline)
         except IssuerUnavailable as exc:
-            # Not asked at all (this request's time went on discovery and keys): nothing
-            # was learnt about the endpoint, so the breaker stays as it was.
-            asked = not isinstance(exc.__cause__, NoTimeLeft)
-            self._settle(self._clock() + RETRY_SECONDS if asked else self._down_until)
+            # A timeout of a call that started with less than half the timeout left (this
+            # request's time went on discovery and keys) says little about the endpoint:
+            # the breaker stays as it was.
+            timed_out = isinstance(exc.__cause__, httpx.TimeoutException)
+            fair = not timed_out or budget >= self._http.timeout / 2
+            self._settle(self._clock() + RETRY_SECONDS if fair else self._down_until)
             raise
         except BaseException:  # whatever it was, the breaker opens (never stays half-open)
             self._settle(down_until=self._clock() + RETRY_SECONDS)
@@ -851,15 +850,20 @@ class Verifier:
         finally:
             lock.release()
 
+    # Each attribute is read once into a local: another thread may start afresh (a
+    # forked child's first requests) between two reads of it.
+
     def _keys(self, deadline: float) -> JWKSCache:
-        if self._jwks is None:
+        jwks = self._jwks
+        if jwks is None:
             with self._locked(deadline):
-                if self._jwks is None:
+                jwks = self._jwks
+                if jwks is None:
                     metadata = self._metadata(deadline)
                     if self.introspection_enabled:
                         self._introspector = self._make_introspector(metadata)
-                    self._jwks = JWKSCache(metadata.jwks_uri, self._http, clock=self._clock)
-        return self._jwks
+                    jwks = self._jwks = JWKSCache(metadata.jwks_uri, self._http, clock=self._clock)
+        return jwks
 
     def _make_introspector(self, metadata: IssuerMetadata) -> Introspector:
         client_id, secret = self._introspect
@@ -877,11 +881,14 @@ class Verifier:
         )
 
     def _introspection(self, deadline: float) -> Introspector:
-        if self._introspector is None:
+        introspector = self._introspector
+        if introspector is None:
             with self._locked(deadline):
-                if self._introspector is None:
-                    self._introspector = self._make_introspector(self._metadata(deadline))
-        return self._introspector
+                introspector = self._introspector
+                if introspector is None:
+                    introspector = self._make_introspector(self._metadata(deadline))
+                    self._introspector = introspector
+        return introspector
 
 
 def bearer_token(authorization: str | None) -> str:
