@@ -526,10 +526,7 @@ def test_keys_held_stop_serving_a_day_past_their_max_age(
     settled(verifier)
     issuer.down = False
     clock.advance(5)
-    with pytest.raises(IssuerUnavailable):
-        verifier.verify(issuer.token())  # starts the refresh
-    settled(verifier)
-    assert verifier.verify(issuer.token())["sub"] == "42"
+    assert verifier.verify(issuer.token())["sub"] == "42"  # waits for the refresh
 
 
 def test_an_unusable_introspection_endpoint_is_unavailable_not_an_error(

@@ -490,10 +490,11 @@ class JWKSCache:
         """A key set holding ``kid``; waits for a fetch until ``deadline`` at most if it
         needs one. Raises InvalidToken (unknown kid) or IssuerUnavailable."""
         state, now = self._state, self._clock()
-        if kid in state.kids and now < state.expires_at and now < state.usable_until:
+        usable = kid in state.kids and now < state.usable_until
+        if usable and now < state.expires_at:
             return state.keys  # type: ignore[return-value]
         refresh = self._refresh_if_due(kid)
-        if refresh is not None and kid not in state.kids:
+        if refresh is not None and not usable:  # stale keys serve; others wait for new ones
             try:
                 refresh.result(self._http.deadline() if deadline is None else deadline)
             except httpx.TimeoutException as exc:
