@@ -4,6 +4,7 @@ the Flask decorator and the WSGI middleware."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import socket
@@ -671,6 +672,54 @@ def test_a_request_short_of_time_does_not_open_the_breaker(
     settled(verifier)
     assert verifier.verify(issuer.token())["sub"] == "42"
     verifier.close()
+
+
+def test_only_the_probe_ends_the_probing(issuer: FakeIssuer, clock: Clock) -> None:
+    """A call admitted before the breaker opened, ending (spared, short of time) while the
+    half-open probe still waits, lets no second probe through."""
+    verifier = introspecting(issuer, clock, timeout=5)
+    introspector = verifier._introspector
+    assert introspector is not None
+    go = {name: threading.Event() for name in ("early", "probe")}
+    asked = {name: threading.Event() for name in ("early", "probe")}
+
+    def ask(token: str, deadline: float | None) -> bool:
+        if token in go:
+            asked[token].set()
+            go[token].wait(30)
+            if token == "early":
+                raise IssuerUnavailable("timed out") from httpx.TimeoutException("timed out")
+            return True
+        raise IssuerUnavailable("refused") from ValueError("refused")
+
+    introspector._ask = ask  # type: ignore[method-assign]
+    # Started with 0.5 s of a 5 s timeout left: its timeout is spared.
+    early_deadline = time.monotonic() + 0.5
+    early = threading.Thread(
+        target=_settled_call, args=(introspector, "early", early_deadline), daemon=True
+    )
+    early.start()
+    assert asked["early"].wait(10)  # admitted while the breaker was closed
+    with pytest.raises(IssuerUnavailable):
+        introspector.is_active("fails")  # opens the breaker
+    clock.advance(5)
+    probe = threading.Thread(target=introspector.is_active, args=("probe",), daemon=True)
+    probe.start()
+    assert asked["probe"].wait(10)
+    go["early"].set()
+    early.join(30)
+    with pytest.raises(IssuerUnavailable, match="retrying soon"):
+        introspector.is_active("another")
+    go["probe"].set()
+    probe.join(30)
+    assert introspector.is_active("probe")  # the probe's success closed the breaker
+    verifier.close()
+
+
+def _settled_call(introspector: resource.Introspector, token: str, deadline: float) -> None:
+    """``introspector.is_active``, whose refusal the test does not need."""
+    with contextlib.suppress(IssuerUnavailable):
+        introspector.is_active(token, deadline)
 
 
 def test_oversized_answers_are_refused(issuer: FakeIssuer, clock: Clock) -> None:

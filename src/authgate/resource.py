@@ -611,7 +611,7 @@ class Introspector:
         cached = self._answers.get(key)
         if cached is not None and now < cached[1]:
             return cached[0]
-        self._admit()
+        probe = self._admit()
         budget = self._http.timeout if deadline is None else deadline - time.monotonic()
         try:
             active = self._ask(token, deadline)
@@ -620,32 +620,40 @@ class Introspector:
             # request's time went on discovery and keys) says little about the endpoint:
             # the breaker stays as it was.
             timed_out = isinstance(exc.__cause__, httpx.TimeoutException)
-            fair = not timed_out or budget >= self._http.timeout / 2
-            self._settle(self._clock() + RETRY_SECONDS if fair else self._down_until)
+            spared = timed_out and budget < self._http.timeout / 2
+            self._settle(probe, "spared" if spared else "failed")
             raise
         except BaseException:  # whatever it was, the breaker opens (never stays half-open)
-            self._settle(down_until=self._clock() + RETRY_SECONDS)
+            self._settle(probe, "failed")
             raise
-        self._settle(down_until=None)
+        self._settle(probe, "answered")
         if self._ttl > 0:
             with self._lock:
                 self._prune(now)
                 self._answers[key] = (active, now + self._ttl)
         return active
 
-    def _admit(self) -> None:
-        """Let the call through unless the breaker is open (or half-open and probing)."""
+    def _admit(self) -> bool:
+        """Let the call through unless the breaker is open (or half-open and probing);
+        True when this call is the half-open breaker's probe."""
         with self._lock:
             if self._down_until is None:
-                return
+                return False
             if self._probing or self._clock() < self._down_until:
                 raise IssuerUnavailable("the introspection endpoint is failing; retrying soon")
             self._probing = True
+            return True
 
-    def _settle(self, down_until: float | None) -> None:
+    def _settle(self, probe: bool, outcome: str) -> None:
+        """After a call: ``failed`` opens the breaker, ``answered`` closes it, ``spared``
+        leaves it as it is; only the probe itself ends the probing."""
         with self._lock:
-            self._down_until = down_until
-            self._probing = False
+            if outcome == "failed":
+                self._down_until = self._clock() + RETRY_SECONDS
+            elif outcome == "answered":
+                self._down_until = None
+            if probe:
+                self._probing = False
 
     def _ask(self, token: str, deadline: float | None) -> bool:
         self.calls += 1
