@@ -40,6 +40,18 @@ def test_malformed_integer_is_a_config_error(tmp_path: Path) -> None:
         )
 
 
+def test_no_free_failures_is_refused(tmp_path: Path) -> None:
+    """AUTHGATE_RATELIMIT_ACCOUNT_FREE=0 would make every fresh account wait 30 s before
+    its first check (there is no failure to wait after): refused at start; 1 is fine."""
+    env = {"AUTHGATE_INSTANCE_PATH": str(tmp_path)}
+    with pytest.raises(ConfigError, match="AUTHGATE_RATELIMIT_ACCOUNT_FREE"):
+        Settings.from_env({**env, "AUTHGATE_RATELIMIT_ACCOUNT_FREE": "0"})
+    assert (
+        Settings.from_env({**env, "AUTHGATE_RATELIMIT_ACCOUNT_FREE": "1"}).ratelimit_account_free
+        == 1
+    )
+
+
 def test_development_secret_is_generated_once_with_mode_0600(tmp_path: Path) -> None:
     """Without a configured secret, development creates instance/secret_key (0600) and reuses it."""
     first = Settings.from_env({"AUTHGATE_INSTANCE_PATH": str(tmp_path)})

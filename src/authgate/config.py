@@ -294,6 +294,8 @@ class Settings:
                     f"AUTHGATE_{name.upper()} must be limits like '30/minute;300/hour'"
                 ) from exc
         for name in (
+            # Free failures too: with 0, a fresh account would wait before its first check.
+            "ratelimit_account_free",
             "ratelimit_account_wait",
             "ratelimit_account_max_wait",
             "ratelimit_account_max_failures",
@@ -302,8 +304,8 @@ class Settings:
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"AUTHGATE_{name.upper()} must be a positive integer")
-        if self.ratelimit_account_free < 0 or self.hash_wait_ms < 0:
-            raise ConfigError("AUTHGATE_RATELIMIT_ACCOUNT_FREE and HASH_WAIT_MS must be >= 0")
+        if self.hash_wait_ms < 0:
+            raise ConfigError("AUTHGATE_HASH_WAIT_MS must be >= 0")
         for origin in self.cors_origin_list:
             # Exact origins only: "*" would expose the API to every site, "null" to
             # sandboxed iframes and file:// pages (CORS cheat sheet, RFC 6454).
