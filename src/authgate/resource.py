@@ -478,7 +478,6 @@ class JWKSCache:
         refetch_interval: float = UNKNOWN_KID_REFETCH_SECONDS,
     ) -> None:
         self.jwks_uri = jwks_uri
-        self.fetches = 0
         self._http = http
         self._clock = clock
         self._refetch_interval = refetch_interval
@@ -529,7 +528,6 @@ class JWKSCache:
     def _refresh(self) -> _KeysState:
         state, now = self._state, self._clock()
         headers = {"If-None-Match": state.etag} if state.etag and state.keys else {}
-        self.fetches += 1
         try:
             response = self._http.request("GET", self.jwks_uri, headers=headers)
             if response.status_code == 304 and state.keys is not None:
@@ -593,7 +591,6 @@ class Introspector:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.endpoint = endpoint
-        self.calls = 0
         self._auth = (client_id, client_secret)
         self._http = http
         self._ttl = ttl
@@ -656,7 +653,6 @@ class Introspector:
                 self._probing = False
 
     def _ask(self, token: str, deadline: float | None) -> bool:
-        self.calls += 1
         try:
             response = self._http.request(
                 "POST",
